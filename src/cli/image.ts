@@ -1,0 +1,77 @@
+import { BerthError } from '../errors.js';
+import { parsePlatform } from '../oci/platform.js';
+import type { Command, CommandContext } from './context.js';
+import { writeJSON } from './context.js';
+import { formatBytes, table } from './format.js';
+import { PullProgress } from './progress.js';
+
+/** `berth image …`: pull, ls, inspect, rm. */
+
+function oneRef(ctx: CommandContext, usage: string): string {
+  const [ref, ...extra] = ctx.line.positionals;
+  if (!ref || extra.length) throw new BerthError('INVALID_ARGUMENT', `expected exactly one image reference`, { hint: `usage: ${usage}` });
+  return ref;
+}
+
+const pull: Command = {
+  name: 'image pull',
+  usage: 'berth image pull REF [--platform os/arch[/variant]]',
+  summary: 'fetch an image from its registry, verify and store it',
+  options: { platform: { type: 'string' } },
+  async run(ctx) {
+    const ref = oneRef(ctx, this.usage);
+    const platform = typeof ctx.line.values.platform === 'string' ? parsePlatform(ctx.line.values.platform) : undefined;
+    const sys = await ctx.system();
+    const out = ctx.proc.stdout;
+    const json = ctx.globals.output === 'json';
+    const progress = new PullProgress(ctx.proc.stderr, Boolean(ctx.proc.stderr.isTTY));
+    const unsubscribe = sys.events.subscribe((e) => (json ? out.write(JSON.stringify(e) + '\n') : progress.handle(e)));
+    try {
+      const res = await sys.puller.pull(ref, platform ? { platform } : {});
+      if (json) out.write(JSON.stringify({ name: res.record.name, digest: res.record.target.digest, manifest: res.manifest.digest, fetchedBytes: res.fetchedBytes, durationMs: res.durationMs }) + '\n');
+      else out.write(`${res.record.name} ${res.record.target.digest}\n`);
+      return 0;
+    } finally {
+      unsubscribe();
+    }
+  },
+};
+
+const ls: Command = {
+  name: 'image ls',
+  usage: 'berth image ls',
+  summary: 'list images: name, digest, size, platform',
+  async run(ctx) {
+    const images = await (await ctx.system()).images.list();
+    if (ctx.globals.output === 'json') writeJSON(ctx.proc.stdout, images);
+    else ctx.proc.stdout.write(table(['NAME', 'DIGEST', 'SIZE', 'PLATFORM'], images.map((i) => [i.name, i.digest, formatBytes(i.size), i.platform ?? '-'])));
+    return 0;
+  },
+};
+
+const inspect: Command = {
+  name: 'image inspect',
+  usage: 'berth image inspect REF',
+  summary: 'print an image record, its manifest and config as JSON',
+  async run(ctx) {
+    writeJSON(ctx.proc.stdout, await (await ctx.system()).images.inspect(oneRef(ctx, this.usage)));
+    return 0;
+  },
+};
+
+const rm: Command = {
+  name: 'image rm',
+  usage: 'berth image rm REF...',
+  summary: 'remove image names (content is freed by garbage collection)',
+  async run(ctx) {
+    if (!ctx.line.positionals.length) throw new BerthError('INVALID_ARGUMENT', 'expected at least one image reference', { hint: `usage: ${this.usage}` });
+    const sys = await ctx.system();
+    for (const ref of ctx.line.positionals) {
+      const removed = await sys.images.remove(ref);
+      ctx.proc.stdout.write(`${removed.name}\n`);
+    }
+    return 0;
+  },
+};
+
+export const imageCommands: Command[] = [pull, ls, inspect, rm];

@@ -1,0 +1,121 @@
+import type { ContentStore } from '../content/store.js';
+import { BerthError } from '../errors.js';
+import type { EventPublisher } from '../events.js';
+import type { ImageRecord, MetadataStore } from '../metadata/store.js';
+import {
+  formatReference,
+  isIndex,
+  MAX_CONFIG_BYTES,
+  MAX_MANIFEST_BYTES,
+  parseImageConfig,
+  parseIndex,
+  parseManifest,
+  parseReference,
+  type Descriptor,
+  type Digest,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+} from '../oci/index.js';
+import { PlatformLabel } from './pull.js';
+
+/**
+ * The local view of images: list, inspect and remove names. Removing a name
+ * never deletes content; blobs no image references are for the garbage
+ * collector, which marks from images through the content reference labels.
+ */
+
+export interface ImageSummary {
+  name: string;
+  digest: Digest;
+  mediaType: string;
+  /** Bytes of every stored blob the image references (compressed layers). */
+  size: number;
+  platform: string | undefined;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ImageDetail {
+  record: ImageRecord;
+  index?: ImageIndex;
+  manifestDescriptor?: Descriptor;
+  manifest?: ImageManifest;
+  config?: ImageConfig;
+  size: number;
+}
+
+export class ImageInventory {
+  constructor(private readonly deps: { content: ContentStore; metadata: MetadataStore; events: EventPublisher }) {}
+
+  async list(): Promise<ImageSummary[]> {
+    const records = await this.deps.metadata.images.list();
+    return Promise.all(records.map(async (r) => this.summary(r)));
+  }
+
+  async get(ref: string): Promise<ImageRecord> {
+    const name = canonicalName(ref);
+    const rec = await this.deps.metadata.images.get(name);
+    if (!rec) throw new BerthError('NOT_FOUND', `image ${name} not found`, { hint: `pull it first: berth image pull ${ref}` });
+    return rec;
+  }
+
+  async inspect(ref: string): Promise<ImageDetail> {
+    const { content, metadata } = this.deps;
+    const record = await this.get(ref);
+    const detail: ImageDetail = { record, size: await this.size(record.target.digest) };
+    let manifestDesc: Descriptor | undefined = record.target;
+    if (isIndex(record.target.mediaType)) {
+      detail.index = parseIndex(await content.readBytes(record.target.digest, MAX_MANIFEST_BYTES), record.target.mediaType, `index ${record.target.digest}`);
+      const [child] = await metadata.content.references(record.target.digest);
+      manifestDesc = detail.index.manifests.find((m) => m.digest === child);
+    }
+    if (manifestDesc && (await content.info(manifestDesc.digest))) {
+      detail.manifestDescriptor = manifestDesc;
+      detail.manifest = parseManifest(await content.readBytes(manifestDesc.digest, MAX_MANIFEST_BYTES), manifestDesc.mediaType, `manifest ${manifestDesc.digest}`);
+      if (await content.info(detail.manifest.config.digest)) {
+        detail.config = parseImageConfig(await content.readBytes(detail.manifest.config.digest, MAX_CONFIG_BYTES), `config ${detail.manifest.config.digest}`);
+      }
+    }
+    return detail;
+  }
+
+  /** Removes the name. Content stays until garbage collection. */
+  async remove(ref: string): Promise<ImageRecord> {
+    const removed = await this.deps.metadata.images.delete(canonicalName(ref));
+    this.deps.events.publish({ type: 'image.deleted', name: removed.name, digest: removed.target.digest });
+    return removed;
+  }
+
+  private async summary(r: ImageRecord): Promise<ImageSummary> {
+    return {
+      name: r.name,
+      digest: r.target.digest,
+      mediaType: r.target.mediaType,
+      size: await this.size(r.target.digest),
+      platform: r.labels[PlatformLabel],
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+    };
+  }
+
+  /** Sums the stored blobs reachable from digest through reference labels. */
+  private async size(root: Digest): Promise<number> {
+    const seen = new Set<Digest>();
+    const queue: Digest[] = [root];
+    let total = 0;
+    for (let d = queue.shift(); d !== undefined; d = queue.shift()) {
+      if (seen.has(d)) continue;
+      seen.add(d);
+      const info = await this.deps.content.info(d);
+      if (info) total += info.size;
+      queue.push(...(await this.deps.metadata.content.references(d)));
+    }
+    return total;
+  }
+}
+
+/** The name an image is stored under: the normalised reference. */
+export function canonicalName(ref: string): string {
+  return formatReference(parseReference(ref));
+}

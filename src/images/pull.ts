@@ -1,0 +1,292 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ContentStore } from '../content/store.js';
+import { BerthError, isTransient } from '../errors.js';
+import type { EventPublisher } from '../events.js';
+import type { Logger } from '../log.js';
+import { RefLabel, type ImageRecord, type MetadataStore } from '../metadata/store.js';
+import {
+  formatPlatform,
+  formatReference,
+  isConfig,
+  isIndex,
+  isManifest,
+  layerCompression,
+  MAX_CONFIG_BYTES,
+  MAX_MANIFEST_BYTES,
+  normalizePlatform,
+  parseImageConfig,
+  parseIndex,
+  parseManifest,
+  parseReference,
+  platformMatcher,
+  type Descriptor,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  type Platform,
+  type Reference,
+} from '../oci/index.js';
+import type { Fetcher, Resolver } from '../remotes/resolver.js';
+import { Semaphore, SingleFlight } from './limit.js';
+
+/**
+ * Pulling an image: the first stretch of containerd's data flow. Resolve the
+ * reference; fetch, verify and store the index (if any), pick the platform's
+ * manifest, fetch, verify and store it; fetch the config and the layers with
+ * bounded concurrency, each verified by the content store on commit; label
+ * content with its references (for GC); then point the name at the digest.
+ *
+ * Contracts:
+ * - Nothing unverified is ever stored: blobs go through ContentStore ingests.
+ * - Blobs already present are not fetched again; an interrupted blob resumes
+ *   from the bytes its ingest kept (Range request), also after a SIGKILL.
+ * - Concurrent pulls in this process share the work per blob digest; across
+ *   processes the content store's per-ref ingest lock serialises writers and
+ *   the second one finds the blob committed.
+ * - A lease protects the pull's content until the name is recorded; a failed
+ *   pull keeps its lease until it expires, so GC spares what was fetched.
+ */
+
+export interface PullOptions {
+  /** Wanted platform; the host's when absent. */
+  platform?: Platform;
+  signal?: AbortSignal;
+}
+
+export interface PullResult {
+  record: ImageRecord;
+  /** The platform manifest that was pulled (the target itself when it is not an index). */
+  manifest: Descriptor;
+  config: Descriptor;
+  platform: Platform;
+  /** Bytes downloaded in this pull (blobs already present count zero). */
+  fetchedBytes: number;
+  durationMs: number;
+}
+
+export interface PullerDeps {
+  content: ContentStore;
+  metadata: MetadataStore;
+  resolver: Resolver;
+  events: EventPublisher;
+  logger: Logger;
+  /** Used when PullOptions.platform is absent. */
+  hostPlatform: Platform;
+  /** Parallel blob downloads (default 3). */
+  concurrency?: number;
+  /** Attempts per blob when the connection breaks mid-transfer (default 5). */
+  blobAttempts?: number;
+  /** How long a failed pull's lease protects its content (default 24 h). */
+  leaseTtlMs?: number;
+  now?: () => number;
+}
+
+/** Label on image records naming the platform that was pulled. */
+export const PlatformLabel = 'berth.io/platform';
+
+const PROGRESS_INTERVAL_MS = 100;
+
+export class ImagePuller {
+  private readonly blobs = new SingleFlight<number>();
+  private readonly pulls = new SingleFlight<PullResult>();
+  private readonly now: () => number;
+
+  constructor(private readonly deps: PullerDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  pull(refString: string, opts: PullOptions = {}): Promise<PullResult> {
+    const ref = parseReference(refString);
+    const platform = normalizePlatform(opts.platform ?? this.deps.hostPlatform);
+    const key = `${formatReference(ref)} ${formatPlatform(platform)}`;
+    return this.pulls.do(key, () => this.doPull(ref, platform, opts));
+  }
+
+  private async doPull(ref: Reference, platform: Platform, opts: PullOptions): Promise<PullResult> {
+    const { content, metadata, resolver, events } = this.deps;
+    const name = formatReference(ref);
+    const started = this.now();
+    const log = this.deps.logger.child({ ref: name });
+    const lease = await metadata.leases.create({ ttlMs: this.deps.leaseTtlMs ?? 24 * 3600_000, labels: { 'berth.io/pull': name } });
+
+    const resolved = await resolver.resolve(ref, opts.signal);
+    const root = resolved.descriptor;
+    events.publish({ type: 'pull.resolved', ref: name, digest: root.digest, mediaType: root.mediaType, host: resolved.host });
+    log.info('resolved', { digest: root.digest, mediaType: root.mediaType, host: resolved.host });
+    const fetcher = resolver.fetcher(ref);
+    let fetchedBytes = 0;
+
+    const getManifestBytes = async (desc: Descriptor): Promise<Buffer> => {
+      await metadata.leases.addResource(lease.id, { type: 'content', id: desc.digest });
+      if (await content.info(desc.digest)) return content.readBytes(desc.digest, MAX_MANIFEST_BYTES);
+      const bytes = await fetcher.fetchManifest(desc, opts.signal);
+      await content.put({ digest: desc.digest, size: desc.size }, bytes);
+      fetchedBytes += bytes.length;
+      return bytes;
+    };
+
+    let manifestDesc = root;
+    let index: ImageIndex | undefined;
+    if (isIndex(root.mediaType)) {
+      index = parseIndex(await getManifestBytes(root), root.mediaType, `index ${root.digest} of ${name}`);
+      manifestDesc = selectManifest(index, platform, name);
+      log.debug('selected platform manifest', { digest: manifestDesc.digest, platform: formatPlatform(platform) });
+    } else if (!isManifest(root.mediaType)) {
+      throw new BerthError('UNSUPPORTED', `${name} (${root.digest}) has media type ${root.mediaType}, which is neither an image manifest nor an index`, {
+        hint: 'berth pulls container images; artifacts of other types are not supported',
+      });
+    }
+    const manifest = parseManifest(await getManifestBytes(manifestDesc), manifestDesc.mediaType, `manifest ${manifestDesc.digest} of ${name}`);
+    checkManifest(manifest, manifestDesc, name);
+
+    await metadata.leases.addResource(lease.id, { type: 'content', id: manifest.config.digest });
+    const config = await this.fetchConfig(fetcher, manifest.config, name);
+    fetchedBytes += config.fetched;
+    if (config.config.rootfs.diff_ids.length !== manifest.layers.length) {
+      throw new BerthError('INVALID_MANIFEST', `${name}: manifest ${manifestDesc.digest} has ${manifest.layers.length} layers but its config ${manifest.config.digest} lists ${config.config.rootfs.diff_ids.length} diff_ids`);
+    }
+    const pulledPlatform = normalizePlatform({ os: config.config.os, architecture: config.config.architecture, ...(config.config.variant ? { variant: config.config.variant } : {}) });
+    if (!index && !platformMatcher(platform).match(pulledPlatform)) {
+      if (opts.platform) {
+        throw new BerthError('NO_MATCHING_PLATFORM', `${name} is a single-platform image for ${formatPlatform(pulledPlatform)}, not ${formatPlatform(platform)}`);
+      }
+      log.warn('image platform does not match the host', { image: formatPlatform(pulledPlatform), host: formatPlatform(platform) });
+    }
+
+    const sem = new Semaphore(this.deps.concurrency ?? 3);
+    const sizes = await Promise.all(
+      manifest.layers.map(async (layer) => {
+        await metadata.leases.addResource(lease.id, { type: 'content', id: layer.digest });
+        return sem.run(() => this.blobs.do(layer.digest, () => this.fetchBlob(fetcher, layer, name, opts.signal)));
+      }),
+    );
+    fetchedBytes += sizes.reduce((a, b) => a + b, 0);
+
+    // Reference labels are written once every blob they name is present.
+    await metadata.content.set(manifestDesc.digest, {
+      [RefLabel.config]: manifest.config.digest,
+      ...Object.fromEntries(manifest.layers.map((l, i) => [RefLabel.layer(i), l.digest])),
+    });
+    if (index) await metadata.content.set(root.digest, { [RefLabel.manifest(0)]: manifestDesc.digest });
+
+    const { record, previous } = await metadata.images.put({ name, target: root, labels: { [PlatformLabel]: formatPlatform(pulledPlatform) } });
+    if (!previous) events.publish({ type: 'image.created', name, digest: root.digest });
+    else if (previous.target.digest !== root.digest) events.publish({ type: 'image.updated', name, digest: root.digest, previous: previous.target.digest });
+    await metadata.leases.delete(lease.id);
+
+    const durationMs = this.now() - started;
+    events.publish({ type: 'pull.done', ref: name, digest: root.digest, bytes: fetchedBytes, durationMs });
+    log.info('pulled', { digest: root.digest, bytes: fetchedBytes, durationMs });
+    return { record, manifest: manifestDesc, config: manifest.config, platform: pulledPlatform, fetchedBytes, durationMs };
+  }
+
+  private async fetchConfig(fetcher: Fetcher, desc: Descriptor, name: string): Promise<{ config: ImageConfig; fetched: number }> {
+    const { content } = this.deps;
+    if (desc.size > MAX_CONFIG_BYTES) {
+      throw new BerthError('TOO_LARGE', `${name}: config ${desc.digest} is ${desc.size} bytes, above the ${MAX_CONFIG_BYTES}-byte limit`);
+    }
+    let fetched = 0;
+    if (!(await content.info(desc.digest))) fetched = await this.blobs.do(desc.digest, () => this.fetchBlob(fetcher, desc, name));
+    const bytes = await content.readBytes(desc.digest, MAX_CONFIG_BYTES);
+    return { config: parseImageConfig(bytes, `config ${desc.digest} of ${name}`), fetched };
+  }
+
+  /**
+   * Fetches one blob into the content store, resuming from what its ingest
+   * holds. Returns the bytes downloaded (0 when the blob was present).
+   */
+  private async fetchBlob(fetcher: Fetcher, desc: Descriptor, name: string, signal?: AbortSignal): Promise<number> {
+    const { content, events } = this.deps;
+    const ingestRef = `pull-${desc.digest}`;
+    const attempts = this.deps.blobAttempts ?? 5;
+    if (await content.info(desc.digest)) {
+      events.publish({ type: 'pull.layer.done', ref: name, digest: desc.digest, size: desc.size, cached: true });
+      return 0;
+    }
+    let downloaded = 0;
+    for (let attempt = 1; ; attempt++) {
+      const writer = await content.writer(ingestRef, { digest: desc.digest, size: desc.size });
+      try {
+        if (writer.offset < desc.size) {
+          events.publish({ type: 'pull.layer.start', ref: name, digest: desc.digest, size: desc.size, offset: writer.offset });
+          const body = await fetcher.fetchBlob(desc, { offset: writer.offset, ...(signal ? { signal } : {}) });
+          if (body.offset !== writer.offset) await writer.truncate();
+          const counter = new ProgressCounter(body.offset, (offset, delta) => {
+            downloaded += delta;
+            events.publish({ type: 'pull.layer.progress', ref: name, digest: desc.digest, size: desc.size, offset });
+          }, this.now);
+          await pipeline(body.stream, counter, writer.stream(), ...(signal ? [{ signal }] : []));
+          counter.flushProgress();
+        }
+        await writer.commit();
+        events.publish({ type: 'pull.layer.done', ref: name, digest: desc.digest, size: desc.size, cached: false });
+        return downloaded;
+      } catch (err) {
+        // Keep the partial data: the next attempt (or the next pull) resumes it.
+        await writer.close().catch(() => {});
+        if (!isTransient(err) || attempt >= attempts || signal?.aborted) throw err;
+        this.deps.logger.warn('blob transfer interrupted, resuming', { ref: name, digest: desc.digest, attempt, reason: (err as Error).message });
+      }
+    }
+  }
+}
+
+/** Picks the index entry for the platform, best rank first; lists what exists when nothing matches. */
+export function selectManifest(index: ImageIndex, platform: Platform, name: string): Descriptor {
+  const matcher = platformMatcher(platform);
+  let best: { desc: Descriptor; rank: number } | undefined;
+  for (const desc of index.manifests) {
+    if (!desc.platform || !isManifest(desc.mediaType)) continue;
+    const rank = matcher.rank(normalizePlatform(desc.platform));
+    if (rank !== Infinity && (!best || rank < best.rank)) best = { desc, rank };
+  }
+  if (best) return best.desc;
+  const available = index.manifests.filter((d) => d.platform).map((d) => formatPlatform(normalizePlatform(d.platform!)));
+  throw new BerthError('NO_MATCHING_PLATFORM', `${name} has no image for ${formatPlatform(platform)}; available: ${available.length ? available.join(', ') : 'none'}`, {
+    hint: available.length ? `choose one with --platform, e.g. --platform ${available[0]}` : undefined,
+    details: { wanted: formatPlatform(platform), available },
+  });
+}
+
+function checkManifest(m: ImageManifest, desc: Descriptor, name: string): void {
+  if (!isConfig(m.config.mediaType)) {
+    throw new BerthError('UNSUPPORTED', `${name}: manifest ${desc.digest} has config media type ${m.config.mediaType}, which is not an image config`, {
+      hint: 'this is probably an OCI artifact, not a container image',
+    });
+  }
+  for (const [i, l] of m.layers.entries()) {
+    if (layerCompression(l.mediaType) === undefined) {
+      throw new BerthError('UNSUPPORTED', `${name}: layer ${i} (${l.digest}) has unknown media type ${l.mediaType}`);
+    }
+  }
+}
+
+/** Counts bytes passing through and reports progress at most every PROGRESS_INTERVAL_MS. */
+class ProgressCounter extends Transform {
+  private offset: number;
+  private reported: number;
+  private lastReport = 0;
+
+  constructor(start: number, private readonly report: (offset: number, delta: number) => void, private readonly now: () => number) {
+    super();
+    this.offset = start;
+    this.reported = start;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.offset += chunk.length;
+    const t = this.now();
+    if (t - this.lastReport >= PROGRESS_INTERVAL_MS) {
+      this.lastReport = t;
+      this.flushProgress();
+    }
+    cb(null, chunk);
+  }
+
+  flushProgress(): void {
+    if (this.offset === this.reported) return;
+    this.report(this.offset, this.offset - this.reported);
+    this.reported = this.offset;
+  }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+/**
+ * berth's entry point: hands argv, the environment and the streams to the
+ * CLI and turns its result into the exit code. The only place besides cli/
+ * that touches `process`.
+ */
+import { homedir } from 'node:os';
+import { runCli } from './cli/run.js';
+import { hostPlatform } from './oci/platform.js';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const code = await runCli(process.argv.slice(2), {
+  env: process.env,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  home: homedir(),
+  pid: process.pid,
+  isAlive,
+  hostPlatform: hostPlatform(process.platform, process.arch),
+});
+process.exitCode = code;

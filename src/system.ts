@@ -1,0 +1,89 @@
+import { mkdir, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LocalContentStore } from './content/index.js';
+import type { ContentStore } from './content/store.js';
+import { LocalEventBus, type EventBus } from './events.js';
+import { ImageInventory, ImagePuller } from './images/index.js';
+import type { Logger } from './log.js';
+import { LmdbMetadataStore } from './metadata/index.js';
+import type { MetadataStore } from './metadata/store.js';
+import type { Platform } from './oci/platform.js';
+import { DockerConfigCredentials, loadRegistryHosts, RegistryResolver } from './remotes/index.js';
+import type { Resolver } from './remotes/resolver.js';
+
+/**
+ * Composition root: the only place that constructs concrete implementations
+ * and wires them together. Everything the process environment provides (pid,
+ * liveness checks, host platform, paths from env vars) is passed in by the
+ * shell, so no library module reads `process`.
+ */
+
+export interface SystemOptions {
+  /** Persistent state: meta/, content/, later snapshots/ and bundles/. */
+  root: string;
+  /** Runtime state: locks, sockets, runc root. */
+  state: string;
+  logger: Logger;
+  events?: EventBus;
+  /** k3s-style registries.yaml; absent = defaults (plain HTTP only for loopback). */
+  registryConfig?: string | undefined;
+  /** Directory holding Docker's config.json. */
+  dockerConfig?: string | undefined;
+  hostPlatform: Platform;
+  pid: number;
+  isAlive: (pid: number) => boolean;
+  pullConcurrency?: number;
+}
+
+export interface System {
+  readonly root: string;
+  readonly logger: Logger;
+  readonly events: EventBus;
+  readonly content: ContentStore;
+  readonly metadata: MetadataStore;
+  readonly resolver: Resolver;
+  readonly puller: ImagePuller;
+  readonly images: ImageInventory;
+  close(): Promise<void>;
+}
+
+/** Creates a directory owner-only: state directories must not be world-readable. */
+async function privateDir(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 });
+  await chmod(path, 0o700);
+}
+
+export async function openSystem(opts: SystemOptions): Promise<System> {
+  await privateDir(opts.root);
+  const logger = opts.logger;
+  const events = opts.events ?? new LocalEventBus();
+  const content = new LocalContentStore({ root: join(opts.root, 'content'), logger: logger.child({ module: 'content' }), pid: opts.pid, isAlive: opts.isAlive });
+  const metadata = await LmdbMetadataStore.open({ path: join(opts.root, 'meta'), logger: logger.child({ module: 'metadata' }) });
+  const resolver = new RegistryResolver({
+    hosts: await loadRegistryHosts(opts.registryConfig),
+    credentials: new DockerConfigCredentials(opts.dockerConfig),
+    logger: logger.child({ module: 'remotes' }),
+    events,
+  });
+  const puller = new ImagePuller({
+    content,
+    metadata,
+    resolver,
+    events,
+    logger: logger.child({ module: 'images' }),
+    hostPlatform: opts.hostPlatform,
+    ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
+  });
+  const images = new ImageInventory({ content, metadata, events });
+  return {
+    root: opts.root,
+    logger,
+    events,
+    content,
+    metadata,
+    resolver,
+    puller,
+    images,
+    close: () => metadata.close(),
+  };
+}

@@ -1,0 +1,10 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A fresh directory under os.tmpdir(), mode 0700; cleanup() removes it and everything in it. */
+export async function tempDir(prefix: string): Promise<{ path: string; cleanup(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), prefix.endsWith('-') ? prefix : `${prefix}-`));
+  await chmod(path, 0o700);
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
