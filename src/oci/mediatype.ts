@@ -12,6 +12,7 @@ export const MediaType = {
   dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
+  dockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
   dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
   dockerLayerForeignGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
   dockerSchema1: 'application/vnd.docker.distribution.manifest.v1+json',
@@ -49,6 +50,7 @@ export function layerCompression(mt: string): LayerCompression | undefined {
   switch (mt) {
     case MediaType.ociLayer:
     case MediaType.ociLayerNondistributable:
+    case MediaType.dockerLayer:
       return 'none';
     case MediaType.ociLayerGzip:
     case MediaType.ociLayerNondistributableGzip:

@@ -10,7 +10,7 @@ export interface Platform {
   variant?: string;
 }
 
-const COMPONENT_RE = /^[A-Za-z0-9_-]+$/;
+const COMPONENT_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 /** OS names that are never an architecture, so "linux" alone is refused rather than read as an arch. */
 const KNOWN_OS = new Set(['linux', 'windows', 'darwin', 'freebsd', 'netbsd', 'openbsd', 'solaris', 'illumos', 'aix', 'android', 'ios', 'plan9', 'dragonfly', 'js', 'wasip1']);
 
@@ -24,7 +24,7 @@ export function parsePlatform(s: string): Platform {
   if (parts.length > 3) throw invalidPlatform(s, 'more than three "/"-separated parts');
   for (const part of parts) {
     if (!COMPONENT_RE.test(part)) {
-      throw invalidPlatform(s, part === '' ? 'a part is empty' : `part ${JSON.stringify(part)} may contain only letters, digits, "_" and "-"`);
+      throw invalidPlatform(s, part === '' ? 'a part is empty' : `part ${JSON.stringify(part)} may contain only letters, digits, "_", "." and "-", and starts with a letter or digit`);
     }
   }
   const [a, b, c] = parts.map((p) => p.toLowerCase()) as [string, string?, string?];

@@ -55,6 +55,7 @@ function invalid(ref: string, problem: string, hint: string = EXAMPLES, cause?: 
 /** Parses and normalises; INVALID_REFERENCE with the reason and a hint on bad input. */
 export function parseReference(s: string): Reference {
   if (s === '') throw invalid(s, 'reference is empty');
+  refuseURL(s);
   if (HEX64_RE.test(s)) {
     throw invalid(s, 'a bare 64-character hex string is an image ID, not a repository name', 'to name content by digest write name@sha256:<hex>');
   }
@@ -119,6 +120,24 @@ export function parseReference(s: string): Reference {
   }
 
   return { domain, path, ...(tag === undefined ? {} : { tag }), ...(digest === undefined ? {} : { digest }) };
+}
+
+/**
+ * People paste URLs ("https://user:token@host/repo"). A reference has no
+ * scheme and no user:password@; refuse them early and keep what may be a
+ * password out of the message. What follows userinfo's "@" is host[:port]/…;
+ * what follows a digest's "@" starts "algorithm:" and never a port and "/".
+ */
+const DIGEST_START_RE = /^[A-Za-z][\w+.-]*:(?!\d+\/)/;
+
+function refuseURL(s: string): void {
+  const at = s.indexOf('@');
+  const after = s.slice(at + 1);
+  const userinfo = at >= 0 && after.includes('/') && !DIGEST_START_RE.test(after);
+  if (userinfo) {
+    throw invalid(`<credentials>@${after}`, 'credentials (user:password@) do not belong in a reference', 'drop them from the reference and configure registry credentials for the host instead');
+  }
+  if (s.includes('://')) throw invalid(s, 'a reference has no URL scheme', `drop ${JSON.stringify(s.slice(0, s.indexOf('://') + 3))}: write host[:port]/path[:tag]`);
 }
 
 function splitDomain(name: string): { domain: string; path: string } {

@@ -32,7 +32,9 @@ const valid: Array<[input: string, parsed: Reference, canonical: string, familia
   [`busybox:1.36@${D}`, { domain: 'docker.io', path: 'library/busybox', tag: '1.36', digest: D as Reference['digest'] }, `docker.io/library/busybox:1.36@${D}`, 'busybox'],
   [`127.0.0.1:5000/a/b:tag@${D}`, { domain: '127.0.0.1:5000', path: 'a/b', tag: 'tag', digest: D as Reference['digest'] }, `127.0.0.1:5000/a/b:tag@${D}`, '127.0.0.1:5000/a/b'],
   [`x@sha512:${'b'.repeat(128)}`, { domain: 'docker.io', path: 'library/x', digest: `sha512:${'b'.repeat(128)}` as Reference['digest'] }, `docker.io/library/x@sha512:${'b'.repeat(128)}`, 'x'],
-  ['a.b_c__d-e---f/g', { domain: 'docker.io', path: 'a.b_c__d-e---f/g' }, 'docker.io/a.b_c__d-e---f/g:latest', 'a.b_c__d-e---f/g'],
+  ['team/a.b_c__d-e---f', { domain: 'docker.io', path: 'team/a.b_c__d-e---f' }, 'docker.io/team/a.b_c__d-e---f:latest', 'team/a.b_c__d-e---f'],
+  // A "." in the first part makes it a registry host.
+  ['a.b/c', { domain: 'a.b', path: 'c' }, 'a.b/c:latest', 'a.b/c'],
   ['busybox:Tag_1.0-rc.1', { domain: 'docker.io', path: 'library/busybox', tag: 'Tag_1.0-rc.1' }, 'docker.io/library/busybox:Tag_1.0-rc.1', 'busybox'],
   ['busybox:_x', { domain: 'docker.io', path: 'library/busybox', tag: '_x' }, 'docker.io/library/busybox:_x', 'busybox'],
   [`busybox:${'t'.repeat(128)}`, { domain: 'docker.io', path: 'library/busybox', tag: 't'.repeat(128) }, `docker.io/library/busybox:${'t'.repeat(128)}`, 'busybox'],
@@ -112,6 +114,20 @@ describe('parseReference', () => {
       );
     });
   }
+
+  it('refuses URLs, keeping credentials out of the message', () => {
+    for (const input of ['user:s3cret@registry.example/x', 'https://user:s3cret@registry.example/x:1', 's3cret@registry.example:5000/x', 'u:s3cret@[::1]:5000/x']) {
+      assert.throws(() => parseReference(input), (err: unknown) => {
+        assert.ok(err instanceof BerthError);
+        assert.equal(err.code, 'INVALID_REFERENCE');
+        assert.ok(err.message.includes('credentials'), err.message);
+        assert.ok(!JSON.stringify(err.toJSON()).includes('s3cret'), err.message);
+        assert.ok(err.message.includes(input.slice(input.indexOf('@') + 1)), err.message);
+        return true;
+      });
+    }
+    assert.throws(() => parseReference('https://registry.example/x'), (err: BerthError) => err.code === 'INVALID_REFERENCE' && err.message.includes('no URL scheme') && err.hint!.includes('"https://"'));
+  });
 
   it('hints the lowercase spelling for an uppercase repository', () => {
     assert.throws(() => parseReference('Registry.Example/Team/App:Tag'), (err: BerthError) => err.hint?.includes('"Registry.Example/team/app:Tag"') === true);
