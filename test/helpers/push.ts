@@ -7,7 +7,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import type { FixtureImage, FixtureIndex } from '../fixtures/images.js';
 
 export interface PushAuth {
@@ -29,7 +29,7 @@ class Session {
 
   /** Sends a request; on 401 answers the challenge and retries once. `body` is a factory so a stream can be re-made for the retry. */
   async send(
-    method: string,
+    method: Dispatcher.HttpMethod,
     url: string,
     headers: Record<string, string> = {},
     body?: () => Body,
@@ -37,7 +37,7 @@ class Session {
     for (let attempt = 0; ; attempt++) {
       const payload = body ? body() : null;
       const res = await request(url, {
-        method: method as 'GET',
+        method,
         headers: { ...headers, ...(this.authorization ? { authorization: this.authorization } : {}) },
         body: payload,
       });

@@ -59,20 +59,23 @@ const START_ATTEMPTS = 5;
 const live = new Map<ChildProcess, string>();
 let exitHookInstalled = false;
 
+function killAllSync(): void {
+  for (const [child, dir] of live) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+  live.clear();
+}
+
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const [child, dir] of live) {
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-  // A signal skips 'exit'; kill the registries and re-raise, but only when nobody else handles the signal.
+  process.on('exit', killAllSync);
+  // A signal skips 'exit'; clean up and re-raise, but only when nobody else handles the signal.
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     if (process.listenerCount(sig) > 0) continue;
     process.once(sig, () => {
-      for (const child of live.keys()) child.kill('SIGKILL');
+      killAllSync();
       process.kill(process.pid, sig);
     });
   }
@@ -154,10 +157,9 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
       const port = await freePort();
       await writeFile(configPath, registryConfig(port, dataDir, authYaml));
-      const started = await spawnRegistry(configPath, logPath, port);
+      const started = await spawnRegistry(configPath, logPath, port, tmp.path);
       if ('child' in started) {
         const { child } = started;
-        live.set(child, tmp.path);
         const host = `127.0.0.1:${port}`;
         let stopped: Promise<void> | undefined;
         const ts = tokenServer;
@@ -170,9 +172,9 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
           stop: () =>
             (stopped ??= (async () => {
               await killChild(child);
-              live.delete(child);
               await ts?.close();
               await tmp.cleanup();
+              live.delete(child); // only now: until the dir is gone, the exit hook still removes it
             })()),
         };
       }
@@ -191,10 +193,12 @@ async function spawnRegistry(
   configPath: string,
   logPath: string,
   port: number,
+  tmpPath: string,
 ): Promise<{ child: ChildProcess } | { error: Error; addrInUse: boolean }> {
-  const logFd = openSync(logPath, 'a');
+  const logFd = openSync(logPath, 'w');
   const child = spawn(REGISTRY_BINARY, ['serve', configPath], { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
+  live.set(child, tmpPath);
   let exited: string | undefined;
   let spawnError: Error | undefined;
   child.once('exit', (code, signal) => (exited = `exited with ${signal ?? `code ${code}`}`));
@@ -212,10 +216,11 @@ async function spawnRegistry(
     await new Promise((r) => setTimeout(r, 50));
   }
   await killChild(child);
+  live.delete(child);
   const log = await tail(logPath);
   const why = spawnError ? `could not be spawned (${spawnError.message})` : exited ?? `did not answer GET /v2/ within ${START_TIMEOUT_MS} ms`;
   return {
-    error: new Error(`${REGISTRY_BINARY} on 127.0.0.1:${port} ${why}; log ${logPath} ends with:\n${log}`),
+    error: new Error(`${REGISTRY_BINARY} on 127.0.0.1:${port} ${why}; its log ends with:\n${log}`),
     addrInUse: /address already in use/i.test(log),
   };
 }
