@@ -1,0 +1,496 @@
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, open as openFile } from 'node:fs/promises';
+import { arch, constants, endianness } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { BerthError } from '../errors.js';
+import { nullLogger, type Logger } from '../log.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { isDigest, type Digest } from '../oci/digest.js';
+import { RefLabel, type ContentLabelStore, type ImageRecord, type ImageStore, type Lease, type LeaseResource, type LeaseStore, type MetadataStore } from './store.js';
+
+/**
+ * MetadataStore on LMDB (npm `lmdb`): one environment under `path`, one named
+ * database per kind of record. Keys are strings (image name, digest, lease id)
+ * in LMDB's byte order; values are JSON: records are small and few, so speed
+ * does not matter, while JSON keeps the bytes on disk independent of
+ * msgpackr's encoder choices and readable with mdb_dump.
+ *
+ * Durability: every write is one LMDB transaction, committed with fsync before
+ * its promise resolves. That takes `overlappingSync: false`: with lmdb-js's
+ * default (true) a commit resolves before it is flushed, and after a power cut
+ * (a new boot id) lmdb-js rolls back to the last flushed transaction, so
+ * a write the caller was told had succeeded can vanish. noSync and noMetaSync
+ * stay off; LMDB's two meta pages then keep the file consistent at any cut.
+ * (strace of a put: the data pages are fdatasync'd and the meta page written
+ * through an O_DSYNC descriptor before the promise resolves.) Every berth
+ * process opens with these options; they are per process, not in the file.
+ * `eventTurnBatching: false` because a failed batched commit (a full disk)
+ * rejects a promise of lmdb-js's own that nobody awaits, which would crash
+ * the process; every write here goes through an explicit transaction anyway.
+ *
+ * Several processes may open the same path at once (berth apply next to
+ * berth daemon): LMDB serialises writers with a robust mutex in lock.mdb (a
+ * writer killed mid-transaction releases it) and readers see the last
+ * committed state. Each write re-reads what it changes inside its transaction,
+ * so concurrent writers from different processes never lose an update.
+ */
+
+/** The layout this code reads and writes. Bump it with a migration. */
+export const SCHEMA_VERSION = 1;
+const VERSION_KEY = 'schemaVersion';
+
+/** The named databases; a new kind of record (containers, events) is one more name here. */
+const DATABASES = ['meta', 'images', 'content', 'leases'] as const;
+type DbName = (typeof DATABASES)[number];
+
+// LMDB keys are at most 1978 bytes; names and ids beyond this are refused up front.
+const MAX_KEY_BYTES = 1024;
+
+const MDB = {
+  MAP_FULL: -30792,
+  READERS_FULL: -30790,
+  TXN_FULL: -30788,
+  INVALID: -30793,
+  VERSION_MISMATCH: -30794,
+  PANIC: -30795,
+  CORRUPTED: -30796,
+  PAGE_NOTFOUND: -30797,
+  INCOMPATIBLE: -30784,
+  BAD_CHECKSUM: -30778,
+} as const;
+
+export interface LmdbMetadataStoreOptions {
+  /** The environment's directory, e.g. /var/lib/berth/meta; created with mode 0700. */
+  path: string;
+  logger?: Logger;
+  now?: () => Date;
+}
+
+export class LmdbMetadataStore implements MetadataStore {
+  readonly images: ImageStore;
+  readonly content: ContentLabelStore;
+  readonly leases: LeaseStore;
+
+  private constructor(
+    private readonly env: LmdbEnv,
+    private readonly version: number,
+  ) {
+    this.images = new LmdbImageStore(env);
+    this.content = new LmdbContentLabelStore(env);
+    this.leases = new LmdbLeaseStore(env);
+  }
+
+  /**
+   * Opens (creating when absent) the store at `path`. Fails with UNSUPPORTED
+   * when the store was written by a newer berth, CORRUPT when the file is not
+   * an LMDB environment or holds records without a schema version.
+   */
+  static async open(opts: LmdbMetadataStoreOptions): Promise<LmdbMetadataStore> {
+    const path = resolve(opts.path);
+    const logger = opts.logger ?? nullLogger;
+    try {
+      const created = await mkdir(path, { recursive: true, mode: 0o700 });
+      await chmod(path, 0o700); // also when it already existed, or the umask took owner bits
+      const fresh = !(await checkDataFile(join(path, 'data.mdb')));
+      const root = open({ path, noSubdir: false, maxDbs: 16, overlappingSync: false, eventTurnBatching: false });
+      let env: LmdbEnv | undefined;
+      try {
+        env = new LmdbEnv(root, path, opts.now ?? (() => new Date()));
+        const version = await initSchema(env);
+        if (fresh) await syncEntries(path, created);
+        logger.debug('metadata store opened', { path, schemaVersion: version, created: fresh });
+        return new LmdbMetadataStore(env, version);
+      } catch (err) {
+        await (env ? env.close() : root.close());
+        throw err;
+      }
+    } catch (err) {
+      throw translateError(err, path, 'open metadata store');
+    }
+  }
+
+  schemaVersion(): number {
+    return this.version;
+  }
+
+  close(): Promise<void> {
+    return this.env.close();
+  }
+}
+
+/** The databases, the clock and the one read and write path the record stores share. */
+class LmdbEnv {
+  readonly db: Record<DbName, Database<unknown, string>>;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly root: RootDatabase,
+    readonly path: string,
+    readonly now: () => Date,
+  ) {
+    this.db = Object.fromEntries(DATABASES.map((name) => [name, root.openDB(name, { encoding: 'json' })])) as LmdbEnv['db'];
+  }
+
+  read<T>(what: string, fn: () => T): T {
+    this.checkOpen(what);
+    try {
+      return fn();
+    } catch (err) {
+      throw translateError(err, this.path, what);
+    }
+  }
+
+  /**
+   * Runs fn in a write transaction (a child transaction, so a throw rolls back
+   * its writes even when lmdb-js batches it with others); resolves once the
+   * commit is on disk. fn may read, and its reads see the latest committed
+   * state of every process: the transaction holds LMDB's write lock.
+   * Inside fn, write with putSync/removeSync.
+   */
+  async write<T>(what: string, fn: () => T): Promise<T> {
+    this.checkOpen(what);
+    try {
+      return await this.root.childTransaction(fn);
+    } catch (err) {
+      throw translateError(await commitCause(err), this.path, what);
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.root.close();
+    return this.closing;
+  }
+
+  private checkOpen(what: string): void {
+    if (this.closing) throw new BerthError('INTERNAL', `${what}: metadata store ${this.path} is closed`);
+  }
+}
+
+class LmdbImageStore implements ImageStore {
+  constructor(private readonly env: LmdbEnv) {}
+
+  async get(name: string): Promise<ImageRecord | undefined> {
+    checkKey(name, 'image name');
+    return this.env.read(`get image ${name}`, () => this.env.db.images.get(name) as ImageRecord | undefined);
+  }
+
+  async list(): Promise<ImageRecord[]> {
+    return this.env.read('list images', () => [...this.env.db.images.getRange()].map((e) => e.value as ImageRecord));
+  }
+
+  async put(rec: { name: string; target: Descriptor; labels?: Record<string, string> }): Promise<{ record: ImageRecord; previous?: ImageRecord }> {
+    checkKey(rec.name, 'image name');
+    checkDescriptor(rec.target, `target of image ${JSON.stringify(rec.name)}`);
+    const labels = checkLabels(rec.labels ?? {}, `labels of image ${JSON.stringify(rec.name)}`);
+    const images = this.env.db.images;
+    return this.env.write(`put image ${rec.name}`, () => {
+      const previous = images.get(rec.name) as ImageRecord | undefined;
+      const now = this.env.now().toISOString();
+      const record: ImageRecord = { name: rec.name, target: copy(rec.target), labels, createdAt: previous?.createdAt ?? now, updatedAt: now };
+      images.putSync(rec.name, record);
+      return previous ? { record, previous } : { record };
+    });
+  }
+
+  async delete(name: string): Promise<ImageRecord> {
+    checkKey(name, 'image name');
+    const images = this.env.db.images;
+    return this.env.write(`delete image ${name}`, () => {
+      const previous = images.get(name) as ImageRecord | undefined;
+      if (!previous) throw new BerthError('NOT_FOUND', `image ${JSON.stringify(name)} not found`, { details: { name } });
+      images.removeSync(name);
+      return previous;
+    });
+  }
+}
+
+class LmdbContentLabelStore implements ContentLabelStore {
+  constructor(private readonly env: LmdbEnv) {}
+
+  async get(digest: Digest): Promise<Record<string, string>> {
+    checkDigest(digest, 'content digest');
+    return this.env.read(`get labels of ${digest}`, () => (this.env.db.content.get(digest) as Record<string, string> | undefined) ?? {});
+  }
+
+  async set(digest: Digest, labels: Record<string, string>): Promise<void> {
+    checkDigest(digest, 'content digest');
+    const checked = checkLabels(labels, `labels of ${digest}`);
+    for (const [key, value] of Object.entries(checked)) {
+      if (key.startsWith(RefLabel.prefix)) checkDigest(value, `label ${key} of ${digest}`);
+    }
+    const content = this.env.db.content;
+    await this.env.write(`set labels of ${digest}`, () => {
+      if (Object.keys(checked).length === 0) content.removeSync(digest);
+      else content.putSync(digest, checked);
+    });
+  }
+
+  async references(digest: Digest): Promise<Digest[]> {
+    const labels = await this.get(digest);
+    return Object.keys(labels)
+      .filter((key) => key.startsWith(RefLabel.prefix))
+      .map((key) => ({ order: refOrder(key.slice(RefLabel.prefix.length)), key }))
+      .sort((a, b) => a.order[0] - b.order[0] || a.order[1] - b.order[1] || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .map(({ key }) => labels[key] as Digest);
+  }
+
+  async list(): Promise<Array<{ digest: Digest; labels: Record<string, string> }>> {
+    return this.env.read('list content labels', () =>
+      [...this.env.db.content.getRange()].map((e) => ({ digest: e.key as Digest, labels: e.value as Record<string, string> })),
+    );
+  }
+}
+
+/** Sort key of a gc.ref label suffix: manifests (m.N), then config, then layers (l.N), by number; any other suffix last. */
+function refOrder(suffix: string): [number, number] {
+  const m = /^([ml])\.(\d+)$/.exec(suffix);
+  if (m) return [m[1] === 'm' ? 0 : 2, Number(m[2])];
+  return suffix === 'config' ? [1, 0] : [3, 0];
+}
+
+class LmdbLeaseStore implements LeaseStore {
+  constructor(private readonly env: LmdbEnv) {}
+
+  async create(opts: { id?: string; ttlMs?: number; labels?: Record<string, string> } = {}): Promise<Lease> {
+    const id = opts.id ?? randomUUID();
+    checkKey(id, 'lease id');
+    const ttl = opts.ttlMs;
+    if (ttl !== undefined && !(Number.isFinite(ttl) && ttl > 0)) {
+      throw new BerthError('INVALID_ARGUMENT', `lease ${JSON.stringify(id)}: ttlMs must be a positive number of milliseconds, got ${String(ttl)}`);
+    }
+    const labels = checkLabels(opts.labels ?? {}, `labels of lease ${JSON.stringify(id)}`);
+    const leases = this.env.db.leases;
+    return this.env.write(`create lease ${id}`, () => {
+      if (leases.get(id) !== undefined) throw new BerthError('ALREADY_EXISTS', `lease ${JSON.stringify(id)} already exists`, { details: { lease: id } });
+      const now = this.env.now();
+      const lease: Lease = { id, createdAt: now.toISOString(), labels, resources: [] };
+      if (ttl !== undefined) lease.expiresAt = new Date(now.getTime() + ttl).toISOString();
+      leases.putSync(id, lease);
+      return lease;
+    });
+  }
+
+  async addResource(leaseId: string, res: LeaseResource): Promise<void> {
+    checkKey(leaseId, 'lease id');
+    const resource = checkResource(res, leaseId);
+    const leases = this.env.db.leases;
+    await this.env.write(`add ${resource.type} ${resource.id} to lease ${leaseId}`, () => {
+      const lease = leases.get(leaseId) as Lease | undefined;
+      if (!lease) throw new BerthError('NOT_FOUND', `lease ${JSON.stringify(leaseId)} not found`, { details: { lease: leaseId } });
+      if (lease.resources.some((r) => r.type === resource.type && r.id === resource.id)) return;
+      lease.resources.push(resource);
+      leases.putSync(leaseId, lease);
+    });
+  }
+
+  async get(id: string): Promise<Lease | undefined> {
+    checkKey(id, 'lease id');
+    return this.env.read(`get lease ${id}`, () => this.env.db.leases.get(id) as Lease | undefined);
+  }
+
+  async list(): Promise<Lease[]> {
+    return this.env.read('list leases', () => [...this.env.db.leases.getRange()].map((e) => e.value as Lease));
+  }
+
+  async delete(id: string): Promise<void> {
+    checkKey(id, 'lease id');
+    const leases = this.env.db.leases;
+    await this.env.write(`delete lease ${id}`, () => {
+      leases.removeSync(id);
+    });
+  }
+}
+
+/**
+ * Reads the schema version, writing the current one into a new, empty store.
+ * Runs as a transaction so two processes creating the same store agree.
+ */
+async function initSchema(env: LmdbEnv): Promise<number> {
+  const { meta } = env.db;
+  let version: unknown = env.read('read schema version', () => meta.get(VERSION_KEY));
+  if (version === undefined) {
+    version = await env.write('initialise schema version', () => {
+      const found: unknown = meta.get(VERSION_KEY);
+      if (found !== undefined) return found;
+      const hasRecords = DATABASES.some((name) => [...env.db[name].getKeys({ limit: 1 })].length > 0);
+      if (hasRecords) return undefined;
+      meta.putSync(VERSION_KEY, SCHEMA_VERSION);
+      return SCHEMA_VERSION;
+    });
+  }
+  const where = `metadata store ${env.path}`;
+  if (version === undefined) {
+    throw new BerthError('CORRUPT', `${where} holds records but no schema version`, {
+      hint: restoreHint(env.path),
+      details: { path: env.path },
+    });
+  }
+  if (!Number.isSafeInteger(version) || (version as number) < 1) {
+    throw new BerthError('CORRUPT', `${where} has an invalid schema version ${JSON.stringify(version)}`, { details: { path: env.path } });
+  }
+  if ((version as number) > SCHEMA_VERSION) {
+    throw new BerthError('UNSUPPORTED', `${where} has schema version ${String(version)}, newer than the ${SCHEMA_VERSION} this berth knows`, {
+      hint: 'upgrade berth to the version that wrote this store (or newer)',
+      details: { path: env.path, found: version, supported: SCHEMA_VERSION },
+    });
+  }
+  return version as number;
+}
+
+/**
+ * Checks the first meta page of an existing data.mdb before LMDB sees it:
+ * lmdb-js 3.5 crashes the whole process (a native fault while cleaning up)
+ * when LMDB refuses to open a file, so a damaged file must be caught here.
+ * Layout (mdb.c; w = the native word size; the file is in native byte order):
+ * page header { pgno: w, txnid: w, pad: u16, flags: u16, bounds: u32 }, then
+ * the meta { magic: u32, version: u32, address: w, mapsize: w, free db { pad: u32 = page size, ... } }.
+ * LMDB needs both meta pages, so the file holds at least two pages.
+ * Returns false when there is no environment yet (no file, or an empty one).
+ */
+async function checkDataFile(file: string): Promise<boolean> {
+  let fh;
+  try {
+    fh = await openFile(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  try {
+    const { size } = await fh.stat();
+    if (size === 0) return false; // LMDB initialises an empty file as a new environment
+    const w = arch().endsWith('64') ? 8 : 4;
+    const buf = Buffer.alloc(4 * w + 20);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const le = endianness() === 'LE';
+    const u16 = (at: number) => (le ? buf.readUInt16LE(at) : buf.readUInt16BE(at));
+    const u32 = (at: number) => (le ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
+    const corrupt = (what: string) =>
+      new BerthError('CORRUPT', `metadata file ${file} ${what}`, {
+        hint: restoreHint(dirname(file)),
+        details: { path: file },
+      });
+    if (bytesRead < buf.length) throw corrupt(`is truncated (${size} bytes)`);
+    const P_META = 0x08;
+    const MAGIC = 0xbeefc0de;
+    if (!(u16(2 * w + 2) & P_META) || u32(2 * w + 8) !== MAGIC) throw corrupt('is not an LMDB environment');
+    const version = u32(2 * w + 12) & 0xffff;
+    if (version !== 2) {
+      throw new BerthError('UNSUPPORTED', `metadata file ${file} has LMDB data format ${version}, this berth reads format 2`, { details: { path: file } });
+    }
+    const pageSize = u32(4 * w + 16);
+    if (pageSize < 256 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) throw corrupt(`has an invalid page size ${pageSize}`);
+    if (size < 2 * pageSize) throw corrupt(`is truncated (${size} bytes, page size ${pageSize})`);
+    return true;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * LMDB syncs its file, not the directory entries that make a new store
+ * findable after a power cut: fsyncs `dir` (holding data.mdb) and, up to the
+ * parent of `created` (the first directory mkdir made), each parent.
+ */
+async function syncEntries(dir: string, created: string | undefined): Promise<void> {
+  const last = created === undefined ? dir : dirname(created);
+  for (let d = dir; ; d = dirname(d)) {
+    await fsyncDir(d);
+    if (d === last || d === dirname(d)) return;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await openFile(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** lmdb-js rejects a failed commit with a generic error whose `commitError` promise holds the cause. */
+export async function commitCause(err: unknown): Promise<unknown> {
+  const inner = (err as { commitError?: unknown } | null)?.commitError;
+  if (!(inner instanceof Promise)) return err;
+  return inner.then(
+    () => err,
+    (cause: unknown) => cause,
+  );
+}
+
+/**
+ * Translates what LMDB, lmdb-js or the file system threw into a BerthError.
+ * LMDB codes are negative numbers, system errors positive errno values
+ * (from LMDB) or names (from node:fs).
+ */
+export function translateError(err: unknown, path: string, what: string): BerthError {
+  if (err instanceof BerthError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const text = err instanceof Error ? err.message : String(err);
+  const errno = typeof code === 'string' ? code : typeof code === 'number' && code > 0 ? errnoName(code) : undefined;
+  const message = `${what}: ${text} (metadata store ${path})`;
+  const details = { path, ...(code !== undefined ? { lmdbCode: code } : {}) };
+  const mk = (c: BerthError['code'], hint?: string) => new BerthError(c, message, { cause: err, details, ...(hint ? { hint } : {}) });
+
+  if (code === MDB.MAP_FULL || code === MDB.TXN_FULL) return mk('UNAVAILABLE', `the metadata store cannot grow: free disk space on the file system of ${path} and retry`);
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') return mk('UNAVAILABLE', `the disk holding ${path} is full: free some space and retry`);
+  if (code === MDB.READERS_FULL) return mk('UNAVAILABLE', `too many processes have ${path} open; retry when some have exited`);
+  if (errno === 'EIO') return mk('UNAVAILABLE', `the disk holding ${path} reported an I/O error; check it`);
+  if (code === MDB.CORRUPTED || code === MDB.PAGE_NOTFOUND || code === MDB.PANIC || code === MDB.INVALID || code === MDB.BAD_CHECKSUM) {
+    return mk('CORRUPT', restoreHint(path));
+  }
+  if (code === MDB.VERSION_MISMATCH || code === MDB.INCOMPATIBLE) return mk('UNSUPPORTED', 'the store was written by an incompatible LMDB version');
+  if (errno === 'EACCES' || errno === 'EPERM' || errno === 'EROFS') return mk('INVALID_ARGUMENT', `berth needs to read and write ${path}; check its permissions or choose another --root`);
+  if (err instanceof SyntaxError) return mk('CORRUPT', restoreHint(path)); // a stored value that is not JSON
+  return mk('INTERNAL');
+}
+
+function restoreHint(path: string): string {
+  return `move ${path} aside and start again (images will be pulled again), or restore it from a backup`;
+}
+
+function errnoName(n: number): string | undefined {
+  return Object.entries(constants.errno).find(([, v]) => v === n)?.[0];
+}
+
+function checkKey(s: unknown, what: string): asserts s is string {
+  if (typeof s !== 'string' || s.length === 0) throw new BerthError('INVALID_ARGUMENT', `${what} must be a non-empty string, got ${JSON.stringify(s)}`);
+  if (Buffer.byteLength(s) > MAX_KEY_BYTES) throw new BerthError('INVALID_ARGUMENT', `${what} is longer than ${MAX_KEY_BYTES} bytes: ${JSON.stringify(s.slice(0, 64))}...`);
+}
+
+function checkDigest(d: unknown, what: string): asserts d is Digest {
+  if (!isDigest(d)) {
+    throw new BerthError('INVALID_ARGUMENT', `${what} ${JSON.stringify(d)} is not a valid digest`, {
+      hint: 'a digest looks like sha256: followed by 64 lowercase hex characters',
+    });
+  }
+}
+
+function checkDescriptor(d: Descriptor, what: string): void {
+  if (typeof d !== 'object' || d === null) throw new BerthError('INVALID_ARGUMENT', `${what} must be a descriptor, got ${JSON.stringify(d)}`);
+  checkDigest(d.digest, `${what}: digest`);
+  if (typeof d.mediaType !== 'string' || d.mediaType === '') throw new BerthError('INVALID_ARGUMENT', `${what}: mediaType must be a non-empty string`);
+  if (!Number.isSafeInteger(d.size) || d.size < 0) throw new BerthError('INVALID_ARGUMENT', `${what}: size must be a non-negative integer, got ${JSON.stringify(d.size)}`);
+}
+
+function checkLabels(labels: Record<string, string>, what: string): Record<string, string> {
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new BerthError('INVALID_ARGUMENT', `${what} must be an object of strings`);
+  for (const [key, value] of Object.entries(labels)) {
+    if (key === '' || typeof value !== 'string') throw new BerthError('INVALID_ARGUMENT', `${what}: label ${JSON.stringify(key)} must have a non-empty key and a string value`);
+  }
+  return { ...labels };
+}
+
+function checkResource(res: LeaseResource, leaseId: string): LeaseResource {
+  const what = `resource of lease ${JSON.stringify(leaseId)}`;
+  if (typeof res !== 'object' || res === null) throw new BerthError('INVALID_ARGUMENT', `${what} must be an object, got ${JSON.stringify(res)}`);
+  if (res.type === 'content') checkDigest(res.id, `${what}: content`);
+  else if (res.type === 'ingest' || res.type === 'snapshot') checkKey(res.id, `${what}: ${res.type} id`);
+  else throw new BerthError('INVALID_ARGUMENT', `${what} has unknown type ${JSON.stringify((res as { type: unknown }).type)}`);
+  return { type: res.type, id: res.id } as LeaseResource;
+}
+
+function copy<T>(v: T): T {
+  return JSON.parse(JSON.stringify(v)) as T;
+}

@@ -1,0 +1,427 @@
+/**
+ * Pull benchmark: berth vs curl (the floor) vs containerd's ctr, fetching the
+ * same ~1 GiB, 8-layer image from Debian's docker-registry on 127.0.0.1.
+ *
+ *   npm run bench:pull -- [--rounds 3] [--layers 8] [--layer-mib 128]
+ *                         [--only berth,curl,ctr] [--json FILE] [--cache-dir DIR]
+ *
+ * Runs are interleaved (berth, curl, ctr; berth, curl, ctr; ...) so drift in
+ * the machine hits every contender alike. Every run is cold: a new tmpfs for
+ * its destination, a new client process, and for ctr a new containerd. Wall
+ * time is spawn to exit; peak RSS comes from /usr/bin/time (and, for ctr,
+ * containerd's VmHWM read just before it is stopped). Each contender's result
+ * is checked (exit code and the bytes it stored) so a failing command is never
+ * timed as a fast one. Needs root (mount) and the Debian packages time, curl,
+ * containerd, docker-registry. Exit code 1 if any contender failed to run
+ * or verify; target misses are reported, not turned into an exit code.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startRegistry } from '../../helpers/registry.js';
+import { Cleanup } from '../common/cleanup.js';
+import { CTR, startContainerd } from '../common/containerd.js';
+import { benchImage, pushBenchImage, type BenchImage } from '../common/image.js';
+import { benchLayers, DEFAULT_CACHE_DIR, GZIP_LEVEL } from '../common/layers.js';
+import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
+import { kibToMB, max, median, min } from '../common/stats.js';
+import { mountTmpfs } from '../common/tmpfs.js';
+
+const CONTENDERS = ['berth', 'curl', 'ctr'] as const;
+type Contender = (typeof CONTENDERS)[number];
+
+/** Parallel blob downloads, as berth's puller does by default (src/images/pull.ts). */
+const PARALLEL = 3;
+const REPO = 'bench/big';
+const TAG = '1';
+const TARGETS = { vsCtr: 1.0, vsCurl: 1.3, rssMB: 150 };
+const berthMain = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'main.js');
+
+interface Options {
+  rounds: number;
+  layers: number;
+  layerMib: number;
+  only: Contender[];
+  json: string | undefined;
+  cacheDir: string;
+}
+
+interface Run {
+  contender: Contender;
+  round: number;
+  wallMs: number;
+  peakRssKiB: number;
+  /** ctr only: containerd's VmHWM. */
+  daemonPeakRssKiB?: number;
+}
+
+type Sample = Omit<Run, 'contender' | 'round'>;
+
+interface Context {
+  image: BenchImage;
+  registryUrl: string;
+  ref: string;
+  scratch: string;
+  dest: string;
+  /** First run of this contender: also re-hash every stored blob (later runs check sizes only). */
+  first: boolean;
+  cleanup: Cleanup;
+}
+
+function usage(): never {
+  console.error('usage: node dist/test/bench/pull/run.js [--rounds N] [--layers N] [--layer-mib N] [--only berth,curl,ctr] [--json FILE] [--cache-dir DIR]');
+  process.exit(2);
+}
+
+function positiveInt(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--${name} must be a positive integer, not ${JSON.stringify(v)}`);
+    usage();
+  }
+  return n;
+}
+
+function options(): Options {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        rounds: { type: 'string' },
+        layers: { type: 'string' },
+        'layer-mib': { type: 'string' },
+        only: { type: 'string' },
+        json: { type: 'string' },
+        'cache-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    console.error((err as Error).message);
+    usage();
+  }
+  if (values.help) usage();
+  const only = values.only === undefined ? [...CONTENDERS] : values.only.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = only.filter((c) => !(CONTENDERS as readonly string[]).includes(c));
+  if (unknown.length) {
+    console.error(`--only: unknown contender(s) ${unknown.join(', ')}; choose from ${CONTENDERS.join(', ')}`);
+    usage();
+  }
+  return {
+    rounds: positiveInt(values.rounds, 'rounds', 3),
+    layers: positiveInt(values.layers, 'layers', 8),
+    layerMib: positiveInt(values['layer-mib'], 'layer-mib', 128),
+    // Canonical order, whatever order --only listed them in.
+    only: CONTENDERS.filter((c) => only.includes(c)),
+    json: values.json,
+    cacheDir: values['cache-dir'] ?? DEFAULT_CACHE_DIR,
+  };
+}
+
+function preflight(opts: Options): void {
+  const missing: string[] = [];
+  if (process.getuid?.() !== 0) missing.push('root (for mount -t tmpfs)');
+  const need: Record<Contender, string[]> = { berth: [berthMain], curl: ['/usr/bin/curl'], ctr: ['/usr/bin/containerd', CTR] };
+  for (const f of [GNU_TIME, '/usr/bin/docker-registry', ...opts.only.flatMap((c) => need[c])]) if (!existsSync(f)) missing.push(f);
+  if (missing.length) throw new Error(`cannot run: missing ${missing.join(', ')} (Debian packages: time, curl, containerd, docker-registry; berth: npx tsc -p .)`);
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}
+
+function failed(what: string, m: Measured): Error {
+  const how = m.signal ? `was killed by ${m.signal}` : `exited with ${m.code}`;
+  return new Error(`${what} ${how}:\n${(m.stderrTail || m.stdoutTail).trimEnd().split('\n').slice(-15).join('\n')}`);
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(createReadStream(path), h);
+  return `sha256:${h.digest('hex')}`;
+}
+
+/** Every blob of the image is at `pathOf(digest)` with the right size (and, when `hash`, the right sha256). */
+async function checkBlobs(image: BenchImage, pathOf: (digest: string) => string, hash: boolean, who: string): Promise<void> {
+  const blobs = [image.manifest, image.config, ...image.layers];
+  for (const b of blobs) {
+    const path = pathOf(b.digest);
+    const st = await stat(path).catch(() => undefined);
+    if (!st) throw new Error(`${who}: ${b.digest} missing (no ${path})`);
+    if (st.size !== b.size) throw new Error(`${who}: ${path} is ${st.size} bytes, expected ${b.size}`);
+    if (hash) {
+      const found = await sha256File(path);
+      if (found !== b.digest) throw new Error(`${who}: ${path} has digest ${found}, expected ${b.digest}`);
+    }
+  }
+}
+
+// ---- contenders: each does one cold run into ctx.dest and checks what it got ----
+
+async function runBerth(ctx: Context): Promise<Sample> {
+  const global = ['--root', join(ctx.dest, 'root'), '--state', join(ctx.dest, 'state')];
+  const env = { ...process.env, DOCKER_CONFIG: join(ctx.dest, 'docker') };
+  const m = await measure(process.execPath, [berthMain, ...global, 'image', 'pull', ctx.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
+  if (m.code !== 0) throw failed(`berth image pull ${ctx.ref}`, m);
+  await checkBlobs(ctx.image, (d) => join(ctx.dest, 'root', 'content', 'blobs', 'sha256', d.slice('sha256:'.length)), ctx.first, 'berth');
+  if (ctx.first) {
+    const v = await measure(process.execPath, [berthMain, ...global, 'content', 'verify'], { scratchDir: ctx.scratch, env, captureStdout: true });
+    if (v.code !== 0) throw failed('berth content verify', v);
+  }
+  return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB };
+}
+
+/**
+ * curl does what a client must, and nothing more: GET the manifest, then GET
+ * config and layers PARALLEL at a time into files. No verification, no
+ * store, so this is the floor. The two commands' wall times are added (the
+ * manifest parse between them is not timed); RSS is the larger of the two.
+ */
+async function runCurl(ctx: Context): Promise<Sample> {
+  const base = `${ctx.registryUrl}/v2/${REPO}`;
+  const file = (d: string): string => join(ctx.dest, d.replace(':', '-'));
+  const curl = ['-sS', '--fail', '-L'];
+  const accept = ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'].join(', ');
+  const m1 = await measure('/usr/bin/curl', [...curl, '-H', `Accept: ${accept}`, '-o', file(ctx.image.manifest.digest), `${base}/manifests/${TAG}`], { scratchDir: ctx.scratch });
+  if (m1.code !== 0) throw failed('curl (manifest)', m1);
+  const manifest = JSON.parse(await readFile(file(ctx.image.manifest.digest), 'utf8')) as { config: { digest: string }; layers: Array<{ digest: string }> };
+  const digests = [manifest.config.digest, ...manifest.layers.map((l) => l.digest)];
+  const args = [...curl, '--parallel', '--parallel-max', String(PARALLEL), ...digests.flatMap((d) => ['-o', file(d), `${base}/blobs/${d}`])];
+  const m2 = await measure('/usr/bin/curl', args, { scratchDir: ctx.scratch });
+  if (m2.code !== 0) throw failed('curl --parallel (blobs)', m2);
+  await checkBlobs(ctx.image, file, ctx.first, 'curl');
+  return { wallMs: m1.wallMs + m2.wallMs, peakRssKiB: Math.max(m1.peakRssKiB, m2.peakRssKiB) };
+}
+
+/**
+ * `ctr content fetch` against a containerd started for this run (startup not
+ * timed). ctr 1.6's content fetch has no concurrency flag (only `ctr images
+ * pull --max-concurrent-downloads`, which also unpacks), so it fetches every
+ * layer at once.
+ */
+async function runCtr(ctx: Context): Promise<Sample> {
+  const cd = await startContainerd(join(ctx.dest, 'containerd'));
+  const stop = ctx.cleanup.defer('stop containerd', () => cd.stop());
+  try {
+    const m = await measure(CTR, ['--address', cd.address, 'content', 'fetch', '--plain-http', ctx.ref], { scratchDir: ctx.scratch });
+    if (m.code !== 0) throw failed(`ctr content fetch ${ctx.ref}`, m);
+    const daemonPeakRssKiB = await cd.peakRssKiB();
+    const listed = new Set((await cd.ctr(['content', 'ls', '-q'])).split('\n').map((l) => l.trim()));
+    for (const b of [ctx.image.manifest, ctx.image.config, ...ctx.image.layers]) {
+      if (!listed.has(b.digest)) throw new Error(`ctr: content ls does not list ${b.digest}`);
+    }
+    if (ctx.first) await checkBlobs(ctx.image, (d) => join(cd.root, 'io.containerd.content.v1.content', 'blobs', 'sha256', d.slice('sha256:'.length)), true, 'ctr');
+    return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB, daemonPeakRssKiB };
+  } finally {
+    await stop();
+  }
+}
+
+const RUNNERS: Record<Contender, (ctx: Context) => Promise<Sample>> = { berth: runBerth, curl: runCurl, ctr: runCtr };
+
+// ---- report ----
+
+interface Summary {
+  contender: Contender;
+  runs: number;
+  error?: string;
+  medianWallMs: number;
+  minWallMs: number;
+  maxWallMs: number;
+  medianPeakRssMB: number;
+  medianDaemonPeakRssMB?: number;
+  /** Pull bytes over the median wall time, MB/s (10^6). */
+  throughputMBps: number;
+}
+
+interface Target {
+  name: string;
+  limit: string;
+  value: number | undefined;
+  unit: string;
+  pass: boolean | undefined;
+}
+
+function summarize(c: Contender, runs: Run[], image: BenchImage, error: string | undefined): Summary {
+  const mine = runs.filter((r) => r.contender === c);
+  const walls = mine.map((r) => r.wallMs);
+  const daemon = mine.flatMap((r) => (r.daemonPeakRssKiB === undefined ? [] : [kibToMB(r.daemonPeakRssKiB)]));
+  return {
+    contender: c,
+    runs: mine.length,
+    ...(error ? { error } : {}),
+    medianWallMs: median(walls),
+    minWallMs: min(walls),
+    maxWallMs: max(walls),
+    medianPeakRssMB: median(mine.map((r) => kibToMB(r.peakRssKiB))),
+    ...(daemon.length ? { medianDaemonPeakRssMB: median(daemon) } : {}),
+    throughputMBps: image.pullBytes / 1e6 / (median(walls) / 1000),
+  };
+}
+
+function targets(s: Map<Contender, Summary>): Target[] {
+  const ok = (c: Contender): Summary | undefined => {
+    const x = s.get(c);
+    return x && !x.error && x.runs > 0 ? x : undefined;
+  };
+  const berth = ok('berth');
+  const ratio = (other: Contender): number | undefined => {
+    const o = ok(other);
+    return berth && o ? berth.medianWallMs / o.medianWallMs : undefined;
+  };
+  const vsCtr = ratio('ctr');
+  const vsCurl = ratio('curl');
+  const rss = berth?.medianPeakRssMB;
+  return [
+    { name: 'berth / ctr   median wall', limit: `<= ${TARGETS.vsCtr.toFixed(1)}x`, value: vsCtr, unit: 'x', pass: vsCtr === undefined ? undefined : vsCtr <= TARGETS.vsCtr },
+    { name: 'berth / curl  median wall', limit: `<= ${TARGETS.vsCurl.toFixed(1)}x`, value: vsCurl, unit: 'x', pass: vsCurl === undefined ? undefined : vsCurl <= TARGETS.vsCurl },
+    { name: 'berth peak RSS (median)', limit: `< ${TARGETS.rssMB} MB`, value: rss, unit: ' MB', pass: rss === undefined ? undefined : rss < TARGETS.rssMB },
+  ];
+}
+
+function pad(cells: string[][]): string {
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
+}
+
+interface Machine {
+  cpus: number;
+  loadBefore: number;
+  loadAfter: number;
+}
+
+function report(opts: Options, image: BenchImage, machine: Machine, summaries: Summary[], tgs: Target[]): string {
+  const kinds = image.layers.reduce((m, l) => m.set(l.kind, (m.get(l.kind) ?? 0) + 1), new Map<string, number>());
+  const f = (n: number | undefined, d = 2): string => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
+  const head = [
+    `pull benchmark: ${opts.layers} layers x ${opts.layerMib} MiB (${[...kinds].map(([k, n]) => `${n} ${k}`).join(', ')}; gzip level ${GZIP_LEVEL}, OCI media types)`,
+    `  transferred per pull ${mib(image.pullBytes)} (${(image.pullBytes / 1e6).toFixed(1)} MB), uncompressed tars ${mib(image.tarBytes)}`,
+    `  ${opts.rounds} round(s), interleaved ${opts.only.join(' -> ')}; each run cold on a fresh tmpfs; ${PARALLEL} parallel downloads for berth and curl, unbounded for ctr content fetch`,
+    `  1-min load average ${machine.loadBefore.toFixed(2)} before the runs, ${machine.loadAfter.toFixed(2)} after, on ${machine.cpus} CPUs (other work on the machine shows up as spread between min and max)`,
+    '',
+  ];
+  const rows = [
+    ['contender', 'runs', 'median s', 'min s', 'max s', 'MB/s', 'peak RSS MB', 'daemon RSS MB'],
+    ...summaries.map((s) => [
+      s.contender,
+      String(s.runs),
+      f(s.medianWallMs / 1000),
+      f(s.minWallMs / 1000),
+      f(s.maxWallMs / 1000),
+      f(s.throughputMBps, 0),
+      f(s.medianPeakRssMB, 1),
+      s.medianDaemonPeakRssMB === undefined ? '-' : `${f(s.medianDaemonPeakRssMB, 1)} (containerd)`,
+    ]),
+  ];
+  // The command line and the first line of its stderr say most; the full text is in the progress log above.
+  const failures = summaries.filter((s) => s.error).map((s) => `  ${s.contender} FAILED: ${s.error!.split('\n').filter((l) => l.trim()).slice(0, 2).join(' | ')}`);
+  const trows = [
+    ['target', 'limit', 'value', 'result'],
+    ...tgs.map((t) => [t.name, t.limit, t.value === undefined ? '-' : `${t.value.toFixed(2)}${t.unit}`, t.pass === undefined ? 'n/a' : t.pass ? 'PASS' : 'FAIL']),
+  ];
+  return [...head, pad(rows), ...(failures.length ? ['', ...failures] : []), '', pad(trows), ''].join('\n');
+}
+
+// ---- main ----
+
+async function main(): Promise<number> {
+  const opts = options();
+  preflight(opts);
+  const cleanup = new Cleanup();
+  cleanup.onSignals(killMeasured);
+  try {
+    const scratch = await mkdtemp(join(tmpdir(), 'berth-bench-pull-'));
+    cleanup.defer(`remove ${scratch}`, () => rm(scratch, { recursive: true, force: true }));
+
+    const t0 = Date.now();
+    const layers = await benchLayers({
+      count: opts.layers,
+      mib: opts.layerMib,
+      cacheDir: opts.cacheDir,
+      onGenerate: (l, ms) => console.error(`generated layer ${l.index} (${l.kind}): ${mib(l.tarSize)} tar -> ${mib(l.size)} gzip in ${(ms / 1000).toFixed(1)} s`),
+    });
+    const image = benchImage(layers);
+    console.error(`layers ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (cache ${opts.cacheDir})`);
+
+    // The registry's storage goes on its own tmpfs: startRegistry() makes its temp dir under os.tmpdir(), which reads TMPDIR.
+    const regFs = await mountTmpfs(image.pullBytes * 1.2 + (64 << 20), 'registry-', scratch);
+    cleanup.defer(`unmount ${regFs.path}`, () => regFs.unmount());
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = regFs.path;
+    const registry = await startRegistry().finally(() => (savedTmp === undefined ? delete process.env.TMPDIR : (process.env.TMPDIR = savedTmp)));
+    cleanup.defer('stop registry', () => registry.stop());
+    const t1 = Date.now();
+    await pushBenchImage(registry.url, REPO, TAG, image);
+    const ref = `${registry.host}/${REPO}:${TAG}`;
+    console.error(`pushed ${ref} (${image.manifest.digest}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+
+    const runs: Run[] = [];
+    const errors = new Map<Contender, string>();
+    const destSize = image.pullBytes * 2 + (256 << 20);
+    const loadBefore = loadavg()[0]!;
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const c of opts.only) {
+        if (errors.has(c)) continue;
+        if (cleanup.closed) throw new Error('interrupted');
+        let unmount: (() => Promise<void>) | undefined;
+        try {
+          const dest = await mountTmpfs(destSize, `${c}-${round}-`, scratch);
+          unmount = cleanup.defer(`unmount ${dest.path}`, () => dest.unmount());
+          const first = !runs.some((r) => r.contender === c);
+          const r = await RUNNERS[c]({ image, registryUrl: registry.url, ref, scratch, dest: dest.path, first, cleanup });
+          runs.push({ contender: c, round, ...r });
+          const daemon = r.daemonPeakRssKiB === undefined ? '' : `, containerd ${kibToMB(r.daemonPeakRssKiB).toFixed(1)} MB`;
+          console.error(`round ${round} ${c.padEnd(5)} ${(r.wallMs / 1000).toFixed(3)} s, peak RSS ${kibToMB(r.peakRssKiB).toFixed(1)} MB${daemon}`);
+        } catch (err) {
+          // Interrupted: the signal handler killed the command and is cleaning up; this is no result.
+          if (cleanup.closed) throw new Error('interrupted');
+          errors.set(c, (err as Error).message);
+          console.error(`round ${round} ${c.padEnd(5)} FAILED (no further ${c} runs): ${(err as Error).message}`);
+        } finally {
+          await unmount?.();
+        }
+      }
+    }
+
+    const summaries = opts.only.map((c) => summarize(c, runs, image, errors.get(c)));
+    const tgs = targets(new Map(summaries.map((s) => [s.contender, s])));
+    const machine: Machine = { cpus: cpus().length, loadBefore, loadAfter: loadavg()[0]! };
+    process.stdout.write(report(opts, image, machine, summaries, tgs));
+    if (opts.json) {
+      const doc = {
+        benchmark: 'pull',
+        date: new Date().toISOString(),
+        options: { rounds: opts.rounds, layers: opts.layers, layerMib: opts.layerMib, only: opts.only, parallel: PARALLEL, gzipLevel: GZIP_LEVEL },
+        image: {
+          ref,
+          manifest: image.manifest.digest,
+          pullBytes: image.pullBytes,
+          tarBytes: image.tarBytes,
+          layers: image.layers.map(({ index, kind, digest, size, diffID, tarSize }) => ({ index, kind, digest, size, diffID, tarSize })),
+        },
+        machine,
+        runs,
+        summaries,
+        targets: tgs,
+      };
+      await writeFile(opts.json, JSON.stringify(doc, null, 2) + '\n');
+    }
+    return errors.size ? 1 : 0;
+  } finally {
+    await cleanup.run();
+  }
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (err: Error) => {
+    console.error(`bench:pull: ${err.message}`);
+    process.exitCode = 1;
+  },
+);
