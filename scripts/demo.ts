@@ -36,8 +36,8 @@ try {
   berth('image', 'pull', `${registry.host}/demo/busybox:1.0`);
   berth('image', 'ls');
   berth('content', 'verify');
-  console.log(`\ndemo state kept in ${root} (remove it with: rm -rf ${root})`);
 } finally {
   await registry.stop();
-  if (process.argv.includes('--clean')) rmSync(root, { recursive: true, force: true });
+  if (process.argv.includes('--keep')) console.log(`\ndemo state kept in ${root}`);
+  else rmSync(root, { recursive: true, force: true });
 }

@@ -8,7 +8,7 @@ import type { Logger } from './log.js';
 import { LmdbMetadataStore } from './metadata/index.js';
 import type { MetadataStore } from './metadata/store.js';
 import type { Platform } from './oci/platform.js';
-import { DockerConfigCredentials, loadRegistryHosts, RegistryResolver } from './remotes/index.js';
+import { DockerConfigCredentials, loadRegistryHosts, noCredentials, RegistryResolver } from './remotes/index.js';
 import type { Resolver } from './remotes/resolver.js';
 
 /**
@@ -61,7 +61,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
   const metadata = await LmdbMetadataStore.open({ path: join(opts.root, 'meta'), logger: logger.child({ module: 'metadata' }) });
   const resolver = new RegistryResolver({
     hosts: await loadRegistryHosts(opts.registryConfig),
-    credentials: new DockerConfigCredentials(opts.dockerConfig),
+    credentials: opts.dockerConfig ? new DockerConfigCredentials(opts.dockerConfig, { logger }) : noCredentials,
     logger: logger.child({ module: 'remotes' }),
     events,
   });

@@ -31,7 +31,7 @@ export const globalOptionSpec: OptionSpec = {
 export interface ParsedLine {
   /** The command words, e.g. ["image", "pull"]. */
   command: string[];
-  values: Record<string, string | boolean | string[] | undefined>;
+  values: Record<string, string | boolean | Array<string | boolean> | undefined>;
   positionals: string[];
   /** Arguments after `--`. */
   passthrough: string[];
@@ -81,7 +81,7 @@ export function parseCommandLine(argv: string[], commands: ReadonlyMap<string, O
 
 export function resolveGlobals(values: ParsedLine['values'], env: Record<string, string | undefined>, home: string): GlobalOptions {
   const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const logLevel = str('log-level') ?? env.BERTH_LOG_LEVEL ?? 'info';
+  const logLevel = str('log-level') ?? env.BERTH_LOG_LEVEL ?? 'warn';
   if (!(LogLevels as readonly string[]).includes(logLevel)) {
     throw new BerthError('INVALID_ARGUMENT', `--log-level ${JSON.stringify(logLevel)} is not one of ${LogLevels.join(', ')}`);
   }

@@ -30,7 +30,7 @@ function usage(): string {
     'global options (anywhere on the line):',
     '  --root DIR            persistent state (default /var/lib/berth, env BERTH_ROOT)',
     '  --state DIR           runtime state (default /run/berth, env BERTH_STATE)',
-    '  --log-level L         debug | info | warn | error (default info)',
+    '  --log-level L         debug | info | warn | error (default warn; env BERTH_LOG_LEVEL)',
     '  -o, --output F        text | json',
     '  --registry-config F   k3s-style registries.yaml (env BERTH_REGISTRY_CONFIG)',
     '',

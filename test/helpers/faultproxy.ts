@@ -41,7 +41,9 @@ export type Fault =
   /** strip Range (and If-Range) from the request, so the upstream answers 200 with the full body */
   | (FaultBase & { kind: 'ignoreRange' })
   /** wait `ms` before forwarding */
-  | (FaultBase & { kind: 'delay'; ms: number });
+  | (FaultBase & { kind: 'delay'; ms: number })
+  /** forward the response body at about `bytesPerSecond` (so a client can be killed mid-transfer) */
+  | (FaultBase & { kind: 'throttle'; bytesPerSecond: number });
 
 export interface RecordedRequest {
   method: string;
@@ -92,8 +94,14 @@ function flipByte(at: number): Transform {
   });
 }
 
-export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
+/**
+ * `redirectUpstream`: where the other host forwards to (default: `upstream`).
+ * Point it at an unauthenticated registry holding the same blobs to model
+ * blob storage behind signed URLs, which needs no Authorization.
+ */
+export async function startFaultProxy(upstream: string, opts: { redirectUpstream?: string } = {}): Promise<FaultProxy> {
   const upstreamUrl = new URL(`http://${upstream.replace(/^https?:\/\//, '')}`);
+  const redirectUrl = new URL(`http://${(opts.redirectUpstream ?? upstream).replace(/^https?:\/\//, '')}`);
   const agent = new Agent({ keepAlive: true });
   const faults: Array<{ fault: Fault; remaining: number }> = [];
   const requests: RecordedRequest[] = [];
@@ -137,11 +145,11 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   };
 
   /** Streams one request upstream and its response back, damaging the body for corrupt/cut. Resolves with the status sent. */
-  const forward = (req: IncomingMessage, res: ServerResponse, self: string, fault?: Fault): Promise<number> =>
+  const forward = (req: IncomingMessage, res: ServerResponse, self: string, fault?: Fault, target: URL = upstreamUrl): Promise<number> =>
     new Promise((resolve) => {
       const headers: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && (!HOP_BY_HOP.has(k) || k === 'transfer-encoding')) headers[k] = v;
-      const upReq = httpRequest({ host: upstreamUrl.hostname, port: upstreamUrl.port, method: req.method, path: req.url, headers, agent });
+      const upReq = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers, agent });
       upReq.on('error', (err) => {
         if (!res.headersSent) {
           res.writeHead(502, { 'content-type': 'text/plain' }).end(`fault proxy: upstream ${upstream} failed: ${err.message}`);
@@ -165,6 +173,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           const known = Number.isFinite(length) && length > 0;
           const at = known ? Math.min(fault.atByte ?? Math.floor(length / 2), length - 1) : fault.atByte ?? 0;
           pipeline(upRes, flipByte(at), res, () => {});
+        } else if (fault?.kind === 'throttle') {
+          pipeline(upRes, throttle(fault.bytesPerSecond), res, () => {});
         } else {
           pipeline(upRes, res, () => {});
         }
@@ -237,7 +247,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
 
   const other = createServer((req, res) => {
     otherRequests.push({ method: req.method ?? 'GET', path: req.url ?? '/', headers: { ...req.headers } });
-    void forward(req, res, otherHost);
+    void forward(req, res, otherHost, undefined, redirectUrl);
   });
 
   const port = await listen(main, '127.0.0.1');
@@ -265,4 +275,21 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         agent.destroy();
       })()),
   };
+}
+
+/** Passes bytes through in 16 KiB slices at about `bytesPerSecond`. */
+function throttle(bytesPerSecond: number): Transform {
+  const slice = 16 * 1024;
+  const pause = Math.max(1, Math.round((1000 * slice) / bytesPerSecond));
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      void (async () => {
+        for (let i = 0; i < chunk.length; i += slice) {
+          this.push(chunk.subarray(i, i + slice));
+          await new Promise((r) => setTimeout(r, pause));
+        }
+        cb();
+      })();
+    },
+  });
 }

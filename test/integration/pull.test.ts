@@ -4,7 +4,7 @@
  * where the exit code matters and in-process where events and logs matter.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isBerthError } from '../../src/errors.js';
@@ -95,7 +95,10 @@ describe('image pull from a real registry', () => {
       assert.equal(res.code, 0, res.stderr);
       const blobs = await blobsOnDisk(root);
       assert.deepEqual(blobs, [index.digest, ...blobDigests(arm)].sort());
-      for (const d of amd.layers) assert.ok(!blobs.includes(d.digest), 'amd64 layers must not be fetched');
+      const armBlobs = new Set(blobDigests(arm));
+      const amdOnly = [amd.digest, amd.config.digest, ...amd.layers.map((l) => l.digest)].filter((d) => !armBlobs.has(d));
+      assert.ok(amdOnly.length >= 2, 'fixture: the amd64 image has blobs of its own');
+      for (const d of amdOnly) assert.ok(!blobs.includes(d), `amd64 blob ${d} must not be fetched`);
       const ls = await runBerth(root, ['-o', 'json', 'image', 'ls']);
       const list = JSON.parse(ls.stdout) as Array<{ name: string; digest: string; platform: string; size: number }>;
       assert.equal(list.length, 1);
@@ -345,9 +348,11 @@ describe('image pull under faults (registry front)', () => {
   test('blob redirected to another host: followed, and Authorization is not sent there', async () => {
     const password = 'redirect-secret-pw';
     const authReg = await startRegistry({ auth: 'basic', username: 'carol', password });
-    const authProxy = await startFaultProxy(authReg.host);
+    // Blob storage: an open registry with the same blobs, as behind a signed URL.
+    const authProxy = await startFaultProxy(authReg.host, { redirectUpstream: reg.host });
     try {
       await pushImage(authReg.url, 'fault/redir', 'v1', img, { username: 'carol', password });
+      await pushImage(reg.url, 'fault/redir', 'v1', img);
       await withRoot(async (root) => {
         await dockerLogin(root, authProxy.host, 'carol', password);
         authProxy.addFault({ kind: 'redirect', path: /\/blobs\/sha256:/, times: 100 });
@@ -365,24 +370,30 @@ describe('image pull under faults (registry front)', () => {
   test('SIGKILL mid-pull, then a rerun completes, resuming what it had; content verify is clean', () =>
     withRoot(async (root) => {
       proxy.clearFaults();
-      // Slow the big blob down so the kill lands mid-transfer.
-      proxy.addFault({ kind: 'delay', path: new RegExp(`/blobs/${bigLayer()}$`), ms: 50, times: 1 });
+      // Slow the big blob down (4 MiB at 1 MiB/s) so the kill lands mid-transfer.
+      proxy.addFault({ kind: 'throttle', path: new RegExp(`/blobs/${bigLayer()}$`), bytesPerSecond: 1 << 20, times: 1 });
       const { child, done } = startBerth(root, ['image', 'pull', `${proxy.host}/fault/big:v1`]);
       const ingestDir = join(root, 'lib', 'content', 'ingest');
       const deadline = Date.now() + 20_000;
-      // Wait until an ingest holds data, then kill.
+      // Kill once an ingest holds part of the blob.
       for (;;) {
-        const dirs = await readdir(ingestDir).catch(() => [] as string[]);
-        if (dirs.length > 0) break;
-        if (Date.now() > deadline) throw new Error('pull never started an ingest');
-        await new Promise((r) => setTimeout(r, 5));
+        const sizes = await Promise.all(
+          (await readdir(ingestDir).catch(() => [] as string[])).map((d) => stat(join(ingestDir, d, 'data')).then((s) => s.size, () => 0)),
+        );
+        if (sizes.some((n) => n > 256 * 1024)) break;
+        if (Date.now() > deadline) throw new Error('pull never wrote part of the blob');
+        await new Promise((r) => setTimeout(r, 10));
       }
       child.kill('SIGKILL');
       const killed = await done;
       proxy.clearFaults();
       assert.equal(killed.signal, 'SIGKILL');
+      const before = proxy.requests.length;
       const res = await runBerth(root, ['image', 'pull', `${proxy.host}/fault/big:v1`]);
       assert.equal(res.code, 0, res.stderr);
+      const resumed = proxy.requests.slice(before).filter((r) => r.path.endsWith(`/blobs/${bigLayer()}`) && r.method === 'GET');
+      assert.equal(resumed.length, 1);
+      assert.match(String(resumed[0]!.headers.range), /^bytes=[1-9]\d*-$/, 'the rerun resumes with a Range request');
       const verify = await runBerth(root, ['content', 'verify']);
       assert.equal(verify.code, 0, verify.stdout + verify.stderr);
       assert.match(verify.stdout, / 0 corrupt/);

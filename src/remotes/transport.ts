@@ -1,0 +1,270 @@
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import { BerthError } from '../errors.js';
+import type { RegistryEndpoint } from './hosts.js';
+import { RetryableFailure } from './retry.js';
+
+/**
+ * HTTP for the registry client: one undici Pool per origin (keep-alive,
+ * TLS settings of the endpoint), and the translation of undici and socket
+ * errors into BerthErrors. undici's `request` neither follows redirects nor
+ * decompresses, which is what a content-addressed client needs: the bytes
+ * hashed are the bytes the server stored.
+ */
+
+export type Headers = Record<string, string>;
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+}
+
+/** What a failing request was about, for messages: never a URL query, never a header. */
+export interface RequestSubject {
+  /** The registry host (endpoint) the exchange is with. */
+  host: string;
+  /** The canonical reference. */
+  ref: string;
+  /** "manifest …:tag", "blob sha256:…" */
+  what: string;
+}
+
+const TLS_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'EPROTO',
+]);
+
+const CONNECT_WORDS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  EAI_AGAIN: 'temporary DNS failure',
+  UND_ERR_SOCKET: 'connection closed by the server',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'no response headers in time',
+  UND_ERR_BODY_TIMEOUT: 'body stalled',
+  UND_ERR_CLOSED: 'connection closed',
+  UND_ERR_DESTROYED: 'connection destroyed',
+};
+
+function errorCode(err: unknown): string | undefined {
+  const seen = new Set<unknown>();
+  let e: unknown = err;
+  while (e && typeof e === 'object' && !seen.has(e)) {
+    seen.add(e);
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    const inner = (e as { errors?: unknown[] }).errors?.[0];
+    e = inner ?? (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+const NETWORK_HINT = 'check the registry name, the network, or the mirror config (registries.yaml)';
+
+/**
+ * Translates an error from undici or a socket. Connection-level failures are
+ * RetryableFailures; TLS and DNS "no such host" are final (retrying will not
+ * fix a certificate or a typo). `target` is the host actually contacted when
+ * it differs from the registry (a redirect, a token server).
+ */
+export function transportFailure(err: unknown, s: RequestSubject, target: string, signal?: AbortSignal): BerthError | RetryableFailure {
+  if (err instanceof BerthError) return err;
+  if (err instanceof RetryableFailure) return err;
+  const via = target === s.host ? '' : ` (via ${target})`;
+  const details = { host: s.host, ref: s.ref, ...(target !== s.host ? { target } : {}) };
+  if (signal?.aborted) return new BerthError('CANCELLED', `registry ${s.host}: ${s.what}: cancelled`, { cause: err, details });
+  const code = errorCode(err) ?? 'unknown';
+  if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return new BerthError('CANCELLED', `registry ${s.host}: ${s.what}: cancelled`, { cause: err, details });
+  if (TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
+    return new BerthError('UNAVAILABLE', `registry ${s.host}${via}: TLS failure (${code}) fetching ${s.what}`, {
+      cause: err,
+      hint: 'if the registry uses a private CA, set tls.ca_file for it in registries.yaml; if it speaks plain HTTP, configure its endpoint as http://',
+      details: { ...details, errorCode: code },
+    });
+  }
+  if (code === 'ENOTFOUND') {
+    return new BerthError('UNAVAILABLE', `registry ${s.host}${via}: host not found (DNS) fetching ${s.what}`, { cause: err, hint: NETWORK_HINT, details: { ...details, errorCode: code } });
+  }
+  const words = CONNECT_WORDS[code] ?? 'request failed';
+  const error = new BerthError('UNAVAILABLE', `registry ${s.host}${via}: ${words} (${code}) fetching ${s.what}`, {
+    cause: err,
+    hint: NETWORK_HINT,
+    details: { ...details, errorCode: code },
+  });
+  return new RetryableFailure(error, `${words} (${code})`);
+}
+
+export function header(res: HttpResponse, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export interface TLSSettings {
+  ca?: Buffer[];
+  cert?: Buffer;
+  key?: Buffer;
+  insecureSkipVerify?: boolean;
+}
+
+export function tlsOf(ep: RegistryEndpoint): TLSSettings {
+  return {
+    ...(ep.ca ? { ca: ep.ca } : {}),
+    ...(ep.cert ? { cert: ep.cert } : {}),
+    ...(ep.key ? { key: ep.key } : {}),
+    ...(ep.insecureSkipVerify !== undefined ? { insecureSkipVerify: ep.insecureSkipVerify } : {}),
+  };
+}
+
+export interface SendOptions {
+  method: 'GET' | 'HEAD';
+  headers: Headers;
+  signal?: AbortSignal | undefined;
+  /** Bytes undici buffers before it pauses the socket. */
+  highWaterMark?: number;
+  /** TLS settings used when the origin's pool is first created. */
+  tls?: TLSSettings;
+}
+
+export class HttpTransport {
+  private readonly pools = new Map<string, Pool>();
+
+  private pool(origin: string, tls: TLSSettings | undefined): Pool {
+    let p = this.pools.get(origin);
+    if (!p) {
+      p = new Pool(origin, {
+        connect: {
+          ...(tls?.ca ? { ca: tls.ca } : {}),
+          ...(tls?.cert ? { cert: tls.cert } : {}),
+          ...(tls?.key ? { key: tls.key } : {}),
+          rejectUnauthorized: !tls?.insecureSkipVerify,
+        },
+      });
+      this.pools.set(origin, p);
+    }
+    return p;
+  }
+
+  /** One HTTP exchange; throws what transportFailure makes of a failure. */
+  async send(url: URL, opts: SendOptions, s: RequestSubject): Promise<HttpResponse> {
+    try {
+      const res = await this.pool(url.origin, opts.tls).request({
+        path: url.pathname + url.search,
+        method: opts.method,
+        headers: opts.headers,
+        signal: opts.signal ?? null,
+        ...(opts.highWaterMark ? { highWaterMark: opts.highWaterMark } : {}),
+      });
+      return { status: res.statusCode, headers: res.headers, body: res.body };
+    } catch (err) {
+      throw transportFailure(err, s, url.host, opts.signal);
+    }
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.destroy()));
+  }
+}
+
+/** Reads a body up to `cap` bytes; `over` when it had more (the rest is discarded). */
+export async function readCapped(body: Readable, cap: number): Promise<{ bytes: Buffer; over: boolean }> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    n += chunk.length;
+    if (n > cap) {
+      abandon(body);
+      return { bytes: Buffer.concat(chunks), over: true };
+    }
+    chunks.push(chunk);
+  }
+  return { bytes: Buffer.concat(chunks), over: false };
+}
+
+/** Drops a body mid-way; undici then errors it with an abort nobody needs to hear. */
+export function abandon(body: Readable): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
+/** Discards a body we do not need so the connection can be reused. */
+export async function discard(res: HttpResponse): Promise<void> {
+  try {
+    await res.body.dump({ limit: 64 * 1024 });
+  } catch {
+    // A broken body of an already-failed response changes nothing.
+  }
+}
+
+/**
+ * Wraps a blob body: counts bytes and turns a body that breaks or ends short
+ * into a stream error the caller can act on (UNAVAILABLE for a reset,
+ * TRUNCATED for a short body), naming the host and digest.
+ */
+export class BlobBodyStream extends Transform {
+  private received = 0;
+
+  constructor(
+    private readonly source: Readable,
+    private readonly expected: number | undefined,
+    private readonly subject: RequestSubject & { digest: string; offset: number },
+    private readonly target: string,
+    highWaterMark: number,
+  ) {
+    super({ highWaterMark, readableHighWaterMark: highWaterMark, writableHighWaterMark: highWaterMark });
+    source.on('error', (err) => this.destroy(this.translate(err)));
+    source.pipe(this);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.received += chunk.length;
+    cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.expected !== undefined && this.received < this.expected) {
+      cb(this.truncated());
+      return;
+    }
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    this.source.destroy();
+    cb(err);
+  }
+
+  private truncated(): BerthError {
+    const s = this.subject;
+    return new BerthError('TRUNCATED', `registry ${s.host}: blob ${s.digest} ended after ${this.received} of ${this.expected} bytes (from offset ${s.offset})`, {
+      details: { host: s.host, ref: s.ref, digest: s.digest, offset: s.offset, received: this.received, expected: this.expected },
+    });
+  }
+
+  private translate(err: unknown): BerthError {
+    if (errorCode(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return this.truncated();
+    const f = transportFailure(err, this.subject, this.target);
+    const e = f instanceof RetryableFailure ? f.error : f;
+    const s = this.subject;
+    return new BerthError(e.code, `${e.message} after ${this.received} bytes`, {
+      cause: err,
+      ...(e.hint !== undefined ? { hint: e.hint } : {}),
+      details: { ...e.details, digest: s.digest, offset: s.offset, received: this.received },
+    });
+  }
+}
