@@ -79,9 +79,24 @@ export async function withRetry<T>(
       if (attempt >= policy.attempts || signal?.aborted) throw gaveUp(err.error, attempt);
       const delayMs = err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, policy.maxRetryAfterMs) : backoffDelay(attempt, policy);
       onRetry({ attempt: attempt + 1, delayMs, reason: err.reason });
-      await policy.sleep(delayMs);
+      await sleepUnlessAborted(policy, delayMs, signal);
       if (signal?.aborted) throw new BerthError('CANCELLED', `${err.error.message} (cancelled while waiting to retry)`, { cause: signal.reason });
     }
+  }
+}
+
+/** A cancelled operation should not sit out a 60-second Retry-After. */
+async function sleepUnlessAborted(policy: RetryPolicy, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return policy.sleep(ms);
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve;
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([policy.sleep(ms), aborted]);
+  } finally {
+    if (onAbort) signal.removeEventListener('abort', onAbort);
   }
 }
 

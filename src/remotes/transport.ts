@@ -87,7 +87,9 @@ export function transportFailure(err: unknown, s: RequestSubject, target: string
   const via = target === s.host ? '' : ` (via ${target})`;
   const details = { host: s.host, ref: s.ref, ...(target !== s.host ? { target } : {}) };
   if (signal?.aborted) return new BerthError('CANCELLED', `registry ${s.host}: ${s.what}: cancelled`, { cause: err, details });
-  const code = errorCode(err) ?? 'unknown';
+  const code = errorCode(err);
+  // Without a code it is not a network failure but a bug; retrying would hide it.
+  if (code === undefined) return new BerthError('INTERNAL', `registry ${s.host}: ${s.what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err, details });
   if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return new BerthError('CANCELLED', `registry ${s.host}: ${s.what}: cancelled`, { cause: err, details });
   if (TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
     return new BerthError('UNAVAILABLE', `registry ${s.host}${via}: TLS failure (${code}) fetching ${s.what}`, {

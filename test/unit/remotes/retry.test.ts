@@ -143,3 +143,15 @@ test('cancelling during a backoff stops with CANCELLED', async (t) => {
   assert.ok(err instanceof BerthError && err.code === 'CANCELLED', String(err));
   assert.equal(srv.requests.length, 1);
 });
+
+test('a long backoff is cut short by cancellation', async (t) => {
+  const srv = await flaky(Infinity, 503, { 'retry-after': '60' });
+  const ac = new AbortController();
+  const h = makeResolver({ sleep: () => new Promise<void>(() => {}) });
+  t.after(() => Promise.all([srv.close(), h.resolver.close()]));
+  setTimeout(() => ac.abort(), 50);
+  const started = Date.now();
+  const err = await rejects(h.resolver.resolve(parseReference(`${srv.host}/team/app:1`), ac.signal));
+  assert.ok(err instanceof BerthError && err.code === 'CANCELLED', String(err));
+  assert.ok(Date.now() - started < 5000);
+});
