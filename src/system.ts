@@ -8,8 +8,7 @@ import type { Logger } from './log.js';
 import { LmdbMetadataStore } from './metadata/index.js';
 import type { MetadataStore } from './metadata/store.js';
 import type { Platform } from './oci/platform.js';
-import { DockerConfigCredentials, loadRegistryHosts, noCredentials, RegistryResolver } from './remotes/index.js';
-import type { Resolver } from './remotes/resolver.js';
+import type { RegistryResolver } from './remotes/index.js';
 
 /**
  * Composition root: the only place that constructs concrete implementations
@@ -41,8 +40,9 @@ export interface System {
   readonly events: EventBus;
   readonly content: ContentStore;
   readonly metadata: MetadataStore;
-  readonly resolver: Resolver;
-  readonly puller: ImagePuller;
+  /** The registry client and the puller load on first use: undici alone costs ~140 ms of start-up. */
+  resolver(): Promise<RegistryResolver>;
+  puller(): Promise<ImagePuller>;
   readonly images: ImageInventory;
   close(): Promise<void>;
 }
@@ -59,21 +59,31 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
   const events = opts.events ?? new LocalEventBus();
   const content = new LocalContentStore({ root: join(opts.root, 'content'), logger: logger.child({ module: 'content' }), pid: opts.pid, isAlive: opts.isAlive });
   const metadata = await LmdbMetadataStore.open({ path: join(opts.root, 'meta'), logger: logger.child({ module: 'metadata' }) });
-  const resolver = new RegistryResolver({
-    hosts: await loadRegistryHosts(opts.registryConfig),
-    credentials: opts.dockerConfig ? new DockerConfigCredentials(opts.dockerConfig, { logger }) : noCredentials,
-    logger: logger.child({ module: 'remotes' }),
-    events,
-  });
-  const puller = new ImagePuller({
-    content,
-    metadata,
-    resolver,
-    events,
-    logger: logger.child({ module: 'images' }),
-    hostPlatform: opts.hostPlatform,
-    ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
-  });
+  let resolver: Promise<RegistryResolver> | undefined;
+  let puller: Promise<ImagePuller> | undefined;
+  const getResolver = (): Promise<RegistryResolver> =>
+    (resolver ??= (async () => {
+      const remotes = await import('./remotes/index.js');
+      return new remotes.RegistryResolver({
+        hosts: await remotes.loadRegistryHosts(opts.registryConfig),
+        credentials: opts.dockerConfig ? new remotes.DockerConfigCredentials(opts.dockerConfig, { logger }) : remotes.noCredentials,
+        logger: logger.child({ module: 'remotes' }),
+        events,
+      });
+    })());
+  const getPuller = (): Promise<ImagePuller> =>
+    (puller ??= getResolver().then(
+      (r) =>
+        new ImagePuller({
+          content,
+          metadata,
+          resolver: r,
+          events,
+          logger: logger.child({ module: 'images' }),
+          hostPlatform: opts.hostPlatform,
+          ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
+        }),
+    ));
   const images = new ImageInventory({ content, metadata, events });
   return {
     root: opts.root,
@@ -81,9 +91,12 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     events,
     content,
     metadata,
-    resolver,
-    puller,
+    resolver: getResolver,
+    puller: getPuller,
     images,
-    close: () => metadata.close(),
+    async close() {
+      if (resolver) await (await resolver).close();
+      await metadata.close();
+    },
   };
 }

@@ -27,7 +27,7 @@ const pull: Command = {
     const progress = new PullProgress(ctx.proc.stderr, Boolean(ctx.proc.stderr.isTTY));
     const unsubscribe = sys.events.subscribe((e) => (json ? out.write(JSON.stringify(e) + '\n') : progress.handle(e)));
     try {
-      const res = await sys.puller.pull(ref, platform ? { platform } : {});
+      const res = await (await sys.puller()).pull(ref, platform ? { platform } : {});
       if (json) out.write(JSON.stringify({ name: res.record.name, digest: res.record.target.digest, manifest: res.manifest.digest, fetchedBytes: res.fetchedBytes, durationMs: res.durationMs }) + '\n');
       else out.write(`${res.record.name} ${res.record.target.digest}\n`);
       return 0;

@@ -136,7 +136,7 @@ describe('image pull from a real registry', () => {
     withRoot(async (root) => {
       const { sys } = await openTestSystem(root);
       try {
-        await assert.rejects(sys.puller.pull('127.0.0.1:1/test/oci:v1'), (err: unknown) => {
+        await assert.rejects((await sys.puller()).pull('127.0.0.1:1/test/oci:v1'), (err: unknown) => {
           assert.ok(isBerthError(err, 'UNAVAILABLE'), String(err));
           assert.match((err as Error).message, /127\.0\.0\.1:1/);
           return true;
@@ -150,9 +150,9 @@ describe('image pull from a real registry', () => {
     withRoot(async (root) => {
       const { sys, events } = await openTestSystem(root);
       try {
-        const first = await sys.puller.pull(`${reg.host}/test/oci:v1`);
+        const first = await (await sys.puller()).pull(`${reg.host}/test/oci:v1`);
         assert.ok(first.fetchedBytes > 0);
-        const second = await sys.puller.pull(`${reg.host}/test/oci:v1`);
+        const second = await (await sys.puller()).pull(`${reg.host}/test/oci:v1`);
         assert.equal(second.fetchedBytes, 0);
         assert.ok(events.some((e) => e.type === 'pull.layer.done' && e.cached));
         const detail = await sys.images.inspect(`${reg.host}/test/oci:v1`);
@@ -174,7 +174,7 @@ describe('image pull from a real registry', () => {
       const { sys } = await openTestSystem(root);
       try {
         const ref = `${proxy.host}/test/oci:v1`;
-        const [a, b] = await Promise.all([sys.puller.pull(ref), sys.puller.pull(ref)]);
+        const [a, b] = await Promise.all([(await sys.puller()).pull(ref), (await sys.puller()).pull(ref)]);
         assert.equal(a.record.target.digest, b.record.target.digest);
         for (const d of [oci.config.digest, ...oci.layers.map((l) => l.digest)]) {
           const gets = proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${d}`));
@@ -225,7 +225,7 @@ describe('image pull with authentication', () => {
         const issuedBefore = reg.tokenServer!.issued();
         const { sys, logs, events } = await openTestSystem(root, { dockerConfig: join(root, 'docker') });
         try {
-          const res = await sys.puller.pull(`${reg.host}/auth/bearer:v1`);
+          const res = await (await sys.puller()).pull(`${reg.host}/auth/bearer:v1`);
           assert.equal(res.record.target.digest, img.digest);
         } finally {
           await sys.close();
@@ -322,7 +322,7 @@ describe('image pull under faults (registry front)', () => {
       const { sys, events } = await openTestSystem(root);
       const started = Date.now();
       try {
-        const res = await sys.puller.pull(`${proxy.host}/fault/img:v1`);
+        const res = await (await sys.puller()).pull(`${proxy.host}/fault/img:v1`);
         assert.equal(res.record.target.digest, img.digest);
       } finally {
         await sys.close();
