@@ -9,3 +9,4 @@ export * from './descriptor.js';
 export * from './platform.js';
 export * from './reference.js';
 export * from './chainid.js';
+export * from './mount.js';
