@@ -25,6 +25,7 @@ export const ErrorCodes = [
   'INVALID_MANIFEST', // malformed OCI manifest/index/config JSON
   'CORRUPT', // stored data fails verification
   'LOCKED', // another writer holds the lock
+  'FAILED_PRECONDITION', // the operation needs another state first (a snapshot with children, a running container)
   'TIMEOUT',
   'CANCELLED',
   'INTERNAL', // a bug in berth

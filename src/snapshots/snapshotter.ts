@@ -13,8 +13,8 @@ import type { Mount } from '../oci/mount.js';
  *
  * Errors: NOT_FOUND (no such key), ALREADY_EXISTS (key or name taken),
  * INVALID_ARGUMENT (committing a view, a parent that is not committed),
- * FAILED_PRECONDITION-like cases use 'INVALID_ARGUMENT' with a message naming
- * the children when removing a snapshot that has children.
+ * FAILED_PRECONDITION (removing a snapshot that has children; the message
+ * names them).
  */
 
 export type SnapshotKind = 'active' | 'view' | 'committed';
