@@ -1,14 +1,15 @@
-import { mkdir, chmod } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalContentStore } from './content/index.js';
 import type { ContentStore } from './content/store.js';
 import { LocalEventBus, type EventBus } from './events.js';
-import { ImageInventory, ImagePuller } from './images/index.js';
+import { ImageInventory, ImagePuller, Unpacker } from './images/index.js';
 import type { Logger } from './log.js';
 import { LmdbMetadataStore } from './metadata/index.js';
 import type { MetadataStore } from './metadata/store.js';
 import type { Platform } from './oci/platform.js';
 import type { RegistryResolver } from './remotes/index.js';
+import type { Snapshotter } from './snapshots/snapshotter.js';
 
 /**
  * Composition root: the only place that constructs concrete implementations
@@ -43,6 +44,8 @@ export interface System {
   /** The registry client and the puller load on first use: undici alone costs ~140 ms of start-up. */
   resolver(): Promise<RegistryResolver>;
   puller(): Promise<ImagePuller>;
+  /** The snapshotter chosen for this root (overlay where the filesystem supports it, else copies). */
+  snapshotter(): Promise<{ name: string; snapshotter: Snapshotter }>;
   readonly images: ImageInventory;
   close(): Promise<void>;
 }
@@ -51,6 +54,25 @@ export interface System {
 async function privateDir(path: string): Promise<void> {
   await mkdir(path, { recursive: true, mode: 0o700 });
   await chmod(path, 0o700);
+}
+
+/**
+ * Opens the snapshotter of a root. The driver is chosen once, by a real
+ * overlay mount probe, and recorded in `driver`: snapshots made by one
+ * driver are unusable by the other, so a root never switches.
+ */
+async function openSnapshotter(dir: string, logger: Logger): Promise<{ name: string; snapshotter: Snapshotter }> {
+  const snap = await import('./snapshots/index.js');
+  await privateDir(dir);
+  const driverFile = join(dir, 'driver');
+  let name = (await readFile(driverFile, 'utf8').catch(() => '')).trim();
+  if (name !== 'overlayfs' && name !== 'native') {
+    name = (await snap.overlaySupported(dir)) ? 'overlayfs' : 'native';
+    await writeFile(driverFile, name + '\n', { mode: 0o600 });
+    logger.info('snapshotter chosen', { driver: name });
+  }
+  const snapshotter = name === 'overlayfs' ? await snap.OverlaySnapshotter.open({ root: dir, logger }) : await snap.NativeSnapshotter.open({ root: dir, logger });
+  return { name, snapshotter };
 }
 
 export async function openSystem(opts: SystemOptions): Promise<System> {
@@ -71,19 +93,33 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
         events,
       });
     })());
+  let snapshots: Promise<{ name: string; snapshotter: Snapshotter }> | undefined;
+  const getSnapshotter = (): Promise<{ name: string; snapshotter: Snapshotter }> =>
+    (snapshots ??= openSnapshotter(join(opts.root, 'snapshots'), logger.child({ module: 'snapshots' })));
   const getPuller = (): Promise<ImagePuller> =>
-    (puller ??= getResolver().then(
-      (r) =>
-        new ImagePuller({
-          content,
-          metadata,
-          resolver: r,
-          events,
-          logger: logger.child({ module: 'images' }),
-          hostPlatform: opts.hostPlatform,
-          ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
-        }),
-    ));
+    (puller ??= (async () => {
+      const [r, sn] = await Promise.all([getResolver(), getSnapshotter()]);
+      const unpacker = new Unpacker({
+        content,
+        snapshotter: sn.snapshotter,
+        events,
+        logger: logger.child({ module: 'unpack' }),
+        mountRoot: join(opts.state, 'mounts'),
+        pid: opts.pid,
+        isAlive: opts.isAlive,
+      });
+      return new ImagePuller({
+        content,
+        metadata,
+        resolver: r,
+        events,
+        logger: logger.child({ module: 'images' }),
+        hostPlatform: opts.hostPlatform,
+        unpacker,
+        snapshotterName: sn.name,
+        ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
+      });
+    })());
   const images = new ImageInventory({ content, metadata, events });
   return {
     root: opts.root,
@@ -93,9 +129,11 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     metadata,
     resolver: getResolver,
     puller: getPuller,
+    snapshotter: getSnapshotter,
     images,
     async close() {
       if (resolver) await (await resolver).close();
+      if (snapshots) await (await snapshots).snapshotter.close();
       await metadata.close();
     },
   };

@@ -1,4 +1,6 @@
+import { resolve } from 'node:path';
 import { BerthError } from '../errors.js';
+import { createBundle, writeRootfs } from '../images/index.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Command, CommandContext } from './context.js';
 import { writeJSON } from './context.js';
@@ -15,9 +17,9 @@ function oneRef(ctx: CommandContext, usage: string): string {
 
 const pull: Command = {
   name: 'image pull',
-  usage: 'berth image pull REF [--platform os/arch[/variant]]',
-  summary: 'fetch an image from its registry, verify and store it',
-  options: { platform: { type: 'string' } },
+  usage: 'berth image pull REF [--platform os/arch[/variant]] [--no-unpack]',
+  summary: 'fetch an image, verify and store it, unpack it into snapshots',
+  options: { platform: { type: 'string' }, 'no-unpack': { type: 'boolean' } },
   async run(ctx) {
     const ref = oneRef(ctx, this.usage);
     const platform = typeof ctx.line.values.platform === 'string' ? parsePlatform(ctx.line.values.platform) : undefined;
@@ -27,7 +29,7 @@ const pull: Command = {
     const progress = new PullProgress(ctx.proc.stderr, Boolean(ctx.proc.stderr.isTTY));
     const unsubscribe = sys.events.subscribe((e) => (json ? out.write(JSON.stringify(e) + '\n') : progress.handle(e)));
     try {
-      const res = await (await sys.puller()).pull(ref, platform ? { platform } : {});
+      const res = await (await sys.puller()).pull(ref, { ...(platform ? { platform } : {}), unpack: !ctx.line.values['no-unpack'] });
       if (json) out.write(JSON.stringify({ name: res.record.name, digest: res.record.target.digest, manifest: res.manifest.digest, fetchedBytes: res.fetchedBytes, durationMs: res.durationMs }) + '\n');
       else out.write(`${res.record.name} ${res.record.target.digest}\n`);
       return 0;
@@ -74,4 +76,39 @@ const rm: Command = {
   },
 };
 
-export const imageCommands: Command[] = [pull, ls, inspect, rm];
+function refAndDir(ctx: CommandContext, usage: string): [string, string] {
+  const [ref, dir, ...extra] = ctx.line.positionals;
+  if (!ref || !dir || extra.length) throw new BerthError('INVALID_ARGUMENT', 'expected an image reference and a directory', { hint: `usage: ${usage}` });
+  return [ref, dir];
+}
+
+const unpack: Command = {
+  name: 'image unpack',
+  usage: 'berth image unpack REF DIR',
+  summary: "write the image's root filesystem to DIR as a plain directory",
+  async run(ctx) {
+    const [ref, dir] = refAndDir(ctx, this.usage);
+    const sys = await ctx.system();
+    await writeRootfs(sys.content, await sys.images.inspect(ref), resolve(dir), sys.logger);
+    ctx.proc.stdout.write(`${resolve(dir)}\n`);
+    return 0;
+  },
+};
+
+const bundle: Command = {
+  name: 'bundle create',
+  usage: 'berth bundle create --image REF DIR',
+  summary: 'write an OCI bundle: DIR/config.json and DIR/rootfs/',
+  options: { image: { type: 'string' } },
+  async run(ctx) {
+    const ref = ctx.line.values.image;
+    const [dir, ...extra] = ctx.line.positionals;
+    if (typeof ref !== 'string' || !dir || extra.length) throw new BerthError('INVALID_ARGUMENT', 'expected --image REF and one directory', { hint: `usage: ${this.usage}` });
+    const sys = await ctx.system();
+    await createBundle(sys.content, await sys.images.inspect(ref), resolve(dir), sys.logger);
+    ctx.proc.stdout.write(`${resolve(dir)}\n`);
+    return 0;
+  },
+};
+
+export const imageCommands: Command[] = [pull, ls, inspect, rm, unpack, bundle];

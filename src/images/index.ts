@@ -7,3 +7,5 @@
 export * from './pull.js';
 export * from './inventory.js';
 export { Semaphore, SingleFlight } from './limit.js';
+export * from './unpack.js';
+export * from './rootfs.js';

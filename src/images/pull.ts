@@ -21,6 +21,7 @@ import {
   parseReference,
   platformMatcher,
   type Descriptor,
+  type Digest,
   type ImageConfig,
   type ImageIndex,
   type ImageManifest,
@@ -29,6 +30,7 @@ import {
 } from '../oci/index.js';
 import type { Fetcher, Resolver } from '../remotes/resolver.js';
 import { Semaphore, SingleFlight } from './limit.js';
+import type { Unpacker, UnpackPlan } from './unpack.js';
 
 /**
  * Pulling an image: the first stretch of containerd's data flow. Resolve the
@@ -51,6 +53,8 @@ import { Semaphore, SingleFlight } from './limit.js';
 export interface PullOptions {
   /** Wanted platform; the host's when absent. */
   platform?: Platform;
+  /** Unpack into snapshots while downloading (needs PullerDeps.unpacker). */
+  unpack?: boolean;
   signal?: AbortSignal;
 }
 
@@ -63,6 +67,8 @@ export interface PullResult {
   /** Bytes downloaded in this pull (blobs already present count zero). */
   fetchedBytes: number;
   durationMs: number;
+  /** The top snapshot (chain ID of the last layer) when unpacked. */
+  snapshot?: Digest;
 }
 
 export interface PullerDeps {
@@ -73,6 +79,9 @@ export interface PullerDeps {
   logger: Logger;
   /** Used when PullOptions.platform is absent. */
   hostPlatform: Platform;
+  unpacker?: Unpacker;
+  /** Names the snapshotter in the config's snapshot reference label. */
+  snapshotterName?: string;
   /** Parallel blob downloads (default 3). */
   concurrency?: number;
   /** Attempts per blob when the connection breaks mid-transfer (default 5). */
@@ -99,7 +108,7 @@ export class ImagePuller {
   pull(refString: string, opts: PullOptions = {}): Promise<PullResult> {
     const ref = parseReference(refString);
     const platform = normalizePlatform(opts.platform ?? this.deps.hostPlatform);
-    const key = `${formatReference(ref)} ${formatPlatform(platform)}`;
+    const key = `${formatReference(ref)} ${formatPlatform(platform)}${opts.unpack ? " unpack" : ""}`;
     return this.pulls.do(key, () => this.doPull(ref, platform, opts));
   }
 
@@ -154,14 +163,23 @@ export class ImagePuller {
       log.warn('image platform does not match the host', { image: formatPlatform(pulledPlatform), host: formatPlatform(platform) });
     }
 
+    const unpacker = opts.unpack ? this.deps.unpacker : undefined;
+    if (opts.unpack && !unpacker) throw new BerthError('INTERNAL', 'unpack requested but no unpacker is configured');
+    const plan: UnpackPlan | undefined = unpacker ? await unpacker.plan(config.config) : undefined;
     const sem = new Semaphore(this.deps.concurrency ?? 3);
-    const sizes = await Promise.all(
-      manifest.layers.map(async (layer) => {
-        await metadata.leases.addResource(lease.id, { type: 'content', id: layer.digest });
-        return sem.run(() => this.blobs.do(layer.digest, () => this.fetchBlob(fetcher, layer, name, opts.signal)));
-      }),
-    );
+    // Layers below the committed snapshot prefix are not needed at all.
+    const fetches = manifest.layers.map(async (layer, i) => {
+      if (plan && i < plan.committedPrefix) return 0;
+      await metadata.leases.addResource(lease.id, { type: 'content', id: layer.digest });
+      return sem.run(() => this.blobs.do(layer.digest, () => this.fetchBlob(fetcher, layer, name, opts.signal)));
+    });
+    // A failure surfaces through whichever await sees it first; the rest must not go unhandled.
+    for (const f of fetches) f.catch(() => {});
+    let snapshot: Digest | undefined;
+    if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, config.config, plan, (i) => fetches[i]!);
+    const sizes = await Promise.all(fetches);
     fetchedBytes += sizes.reduce((a, b) => a + b, 0);
+    if (snapshot) await metadata.content.set(manifest.config.digest, { [RefLabel.snapshot(this.deps.snapshotterName ?? 'default')]: snapshot });
 
     // Reference labels are written once every blob they name is present.
     await metadata.content.set(manifestDesc.digest, {
@@ -178,7 +196,7 @@ export class ImagePuller {
     const durationMs = this.now() - started;
     events.publish({ type: 'pull.done', ref: name, digest: root.digest, bytes: fetchedBytes, durationMs });
     log.info('pulled', { digest: root.digest, bytes: fetchedBytes, durationMs });
-    return { record, manifest: manifestDesc, config: manifest.config, platform: pulledPlatform, fetchedBytes, durationMs };
+    return { record, manifest: manifestDesc, config: manifest.config, platform: pulledPlatform, fetchedBytes, durationMs, ...(snapshot ? { snapshot } : {}) };
   }
 
   private async fetchConfig(fetcher: Fetcher, desc: Descriptor, name: string): Promise<{ config: ImageConfig; fetched: number }> {

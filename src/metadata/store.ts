@@ -39,6 +39,8 @@ export const RefLabel = {
   config: 'berth.io/gc.ref.content.config',
   layer: (i: number) => `berth.io/gc.ref.content.l.${i}`,
   prefix: 'berth.io/gc.ref.content.',
+  /** On a config: the top snapshot of the unpacked image in that snapshotter. */
+  snapshot: (snapshotter: string) => `berth.io/gc.ref.snapshot.${snapshotter}`,
 } as const;
 
 export interface ImageStore {

@@ -1,0 +1,131 @@
+import { randomBytes } from 'node:crypto';
+import { applyLayer } from '../archive/index.js';
+import type { ContentStore } from '../content/store.js';
+import { BerthError, isBerthError } from '../errors.js';
+import type { EventPublisher } from '../events.js';
+import type { Logger } from '../log.js';
+import { withMounts } from '../mount/index.js';
+import { SingleFlight } from './limit.js';
+import { chainIds, layerCompression, type Descriptor, type Digest, type ImageConfig } from '../oci/index.js';
+import type { Snapshotter } from '../snapshots/snapshotter.js';
+
+/**
+ * Unpacking: for each layer, apply it onto a snapshot of the previous one and
+ * commit the result under its chain ID (containerd's unpacker).
+ *
+ * Contracts:
+ * - Layers are applied strictly in order; layer i waits for its blob only,
+ *   so the caller can keep downloading later layers meanwhile.
+ * - A chain ID that is already committed is neither applied again nor
+ *   needed: `committedPrefix` tells the puller which blobs it can skip.
+ * - A layer is applied into an active snapshot keyed
+ *   `extract-<nonce>-<chainID>` and committed only after the whole layer was
+ *   applied, its diffID verified and its files synced (the snapshotter's
+ *   commit syncs). A crash leaves an active snapshot that is never used:
+ *   the next unpack of that chain removes it (when its owner is dead) and
+ *   applies the layer again.
+ */
+
+export interface UnpackerDeps {
+  content: ContentStore;
+  snapshotter: Snapshotter;
+  events: EventPublisher;
+  logger: Logger;
+  /** Where temporary mount points are made (under --state). */
+  mountRoot: string;
+  pid: number;
+  isAlive: (pid: number) => boolean;
+}
+
+/** Label on extraction snapshots naming the process that applies them. */
+const EXTRACT_PID = 'berth.io/extract.pid';
+const EXTRACT_PREFIX = 'extract-';
+
+export interface UnpackPlan {
+  chainIds: Digest[];
+  /** Layers [0, committedPrefix) are already committed snapshots. */
+  committedPrefix: number;
+}
+
+export class Unpacker {
+  /** One extraction per chain ID at a time in this process (images often share base layers). */
+  private readonly extracting = new SingleFlight<void>();
+
+  constructor(private readonly deps: UnpackerDeps) {}
+
+  /** How much of the image's snapshot chain already exists. */
+  async plan(config: ImageConfig): Promise<UnpackPlan> {
+    const ids = chainIds(config.rootfs.diff_ids);
+    let prefix = ids.length;
+    // Walk from the top: the first committed chain ID implies all below it.
+    while (prefix > 0 && !(await this.isCommitted(ids[prefix - 1]!))) prefix--;
+    return { chainIds: ids, committedPrefix: prefix };
+  }
+
+  /**
+   * Applies layers [plan.committedPrefix, n) in order. `blob(i)` resolves
+   * once layer i's blob is in the content store (it may still be
+   * downloading when this is called). Returns the top chain ID.
+   */
+  async unpack(name: string, layers: readonly Descriptor[], config: ImageConfig, plan: UnpackPlan, blob: (i: number) => Promise<unknown>): Promise<Digest> {
+    const diffIds = config.rootfs.diff_ids;
+    if (diffIds.length !== layers.length) {
+      throw new BerthError('INVALID_MANIFEST', `${name}: ${layers.length} layers but ${diffIds.length} diff_ids in the config`);
+    }
+    for (let i = plan.committedPrefix; i < layers.length; i++) {
+      await blob(i);
+      const chainId = plan.chainIds[i]!;
+      await this.extracting.do(chainId, () => this.applyOne(name, layers[i]!, diffIds[i]!, chainId, i === 0 ? undefined : plan.chainIds[i - 1]));
+    }
+    const top = plan.chainIds[plan.chainIds.length - 1];
+    if (!top) throw new BerthError('INVALID_MANIFEST', `${name}: image has no layers`);
+    return top;
+  }
+
+  private async applyOne(name: string, layer: Descriptor, diffId: Digest, chainId: Digest, parent: Digest | undefined): Promise<void> {
+    const { snapshotter, content, logger } = this.deps;
+    if (await this.isCommitted(chainId)) return; // another unpack committed it meanwhile
+    await this.removeStale(chainId);
+    const compression = layerCompression(layer.mediaType);
+    if (!compression) throw new BerthError('UNSUPPORTED', `${name}: layer ${layer.digest} has unknown media type ${layer.mediaType}`);
+    const key = `${EXTRACT_PREFIX}${randomBytes(6).toString('hex')}-${chainId}`;
+    const started = Date.now();
+    const mounts = await snapshotter.prepare(key, parent, { labels: { [EXTRACT_PID]: String(this.deps.pid) } });
+    try {
+      const res = await withMounts(mounts, this.deps.mountRoot, async (dir) =>
+        applyLayer(dir, await content.reader(layer.digest), { compression, diffId, logger }),
+      );
+      await snapshotter.commit(chainId, key);
+      logger.debug('layer applied', { ref: name, layer: layer.digest, chainId, entries: res.entries, bytes: res.size, ms: Date.now() - started });
+    } catch (err) {
+      await snapshotter.remove(key).catch((e) => logger.warn('could not remove a failed extraction snapshot', { key, error: String(e) }));
+      if (isBerthError(err) && err.code === 'ALREADY_EXISTS' && (await this.isCommitted(chainId))) return; // lost a race to commit
+      throw err;
+    }
+  }
+
+  private async isCommitted(chainId: Digest): Promise<boolean> {
+    try {
+      return (await this.deps.snapshotter.stat(chainId)).kind === 'committed';
+    } catch (err) {
+      if (isBerthError(err, 'NOT_FOUND')) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Removes extraction snapshots of chainId whose process is gone (a crash
+   * mid-apply). One carrying our own pid is stale too: in this process
+   * `extracting` admits one extraction per chain ID, so it is a leftover of
+   * an earlier process that had the same pid.
+   */
+  private async removeStale(chainId: Digest): Promise<void> {
+    for (const info of await this.deps.snapshotter.list()) {
+      if (info.kind !== 'active' || !info.key.startsWith(EXTRACT_PREFIX) || !info.key.endsWith(chainId)) continue;
+      const pid = Number(info.labels[EXTRACT_PID]);
+      if (Number.isInteger(pid) && pid !== this.deps.pid && this.deps.isAlive(pid)) continue;
+      this.deps.logger.info('removing a half-applied snapshot left by a crash', { key: info.key });
+      await this.deps.snapshotter.remove(info.key);
+    }
+  }
+}
