@@ -62,12 +62,12 @@ async function privateDir(path: string): Promise<void> {
  * driver are unusable by the other, so a root never switches.
  */
 async function openSnapshotter(dir: string, logger: Logger): Promise<{ name: string; snapshotter: Snapshotter }> {
-  const snap = await import('./snapshots/index.js');
+  const [snap, mount] = await Promise.all([import('./snapshots/index.js'), import('./mount/index.js')]);
   await privateDir(dir);
   const driverFile = join(dir, 'driver');
   let name = (await readFile(driverFile, 'utf8').catch(() => '')).trim();
   if (name !== 'overlayfs' && name !== 'native') {
-    name = (await snap.overlaySupported(dir)) ? 'overlayfs' : 'native';
+    name = (await mount.overlaySupported(dir, { logger })) ? 'overlayfs' : 'native';
     await writeFile(driverFile, name + '\n', { mode: 0o600 });
     logger.info('snapshotter chosen', { driver: name });
   }

@@ -9,3 +9,5 @@ export * from './inventory.js';
 export { Semaphore, SingleFlight } from './limit.js';
 export * from './unpack.js';
 export * from './rootfs.js';
+export * from './import.js';
+export * from './export.js';

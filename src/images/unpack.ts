@@ -4,7 +4,9 @@ import type { ContentStore } from '../content/store.js';
 import { BerthError, isBerthError } from '../errors.js';
 import type { EventPublisher } from '../events.js';
 import type { Logger } from '../log.js';
-import { withMounts } from '../mount/index.js';
+import { readdir, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { mountPoints, unmount, withMounts } from '../mount/index.js';
 import { SingleFlight } from './limit.js';
 import { chainIds, layerCompression, type Descriptor, type Digest, type ImageConfig } from '../oci/index.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
@@ -31,7 +33,11 @@ export interface UnpackerDeps {
   snapshotter: Snapshotter;
   events: EventPublisher;
   logger: Logger;
-  /** Where temporary mount points are made (under --state). */
+  /**
+   * Where temporary mount points are made (under --state): in a folder
+   * named by our pid, so mounts left by a killed process can be told apart
+   * from those of a live one and removed.
+   */
   mountRoot: string;
   pid: number;
   isAlive: (pid: number) => boolean;
@@ -51,7 +57,37 @@ export class Unpacker {
   /** One extraction per chain ID at a time in this process (images often share base layers). */
   private readonly extracting = new SingleFlight<void>();
 
+  private recovered: Promise<void> | undefined;
+
   constructor(private readonly deps: UnpackerDeps) {}
+
+  private get mountParent(): string {
+    return join(this.deps.mountRoot, String(this.deps.pid));
+  }
+
+  /**
+   * Unmounts and removes the mount points of processes that died while
+   * unpacking (SIGKILL, power cut): their snapshots are redone, their
+   * mounts would otherwise pin the snapshot directories forever.
+   */
+  private recoverMounts(): Promise<void> {
+    return (this.recovered ??= (async () => {
+      const owners = await readdir(this.deps.mountRoot).catch(() => [] as string[]);
+      const stale = owners.filter((o) => /^\d+$/.test(o) && (Number(o) === this.deps.pid || !this.deps.isAlive(Number(o))));
+      if (stale.length === 0) return;
+      const mounted = await mountPoints();
+      for (const owner of stale) {
+        const dir = join(this.deps.mountRoot, owner);
+        // Deepest first, so stacked mounts come off in order.
+        for (const m of mounted.filter((p) => p.startsWith(dir + '/')).sort((a, b) => b.length - a.length)) {
+          this.deps.logger.info('unmounting a mount left by a crashed unpack', { mount: m });
+          await unmount(m).catch(() => unmount(m, { lazy: true }));
+        }
+        for (const d of await readdir(dir).catch(() => [] as string[])) await rmdir(join(dir, d)).catch(() => {});
+        await rmdir(dir).catch(() => {});
+      }
+    })());
+  }
 
   /** How much of the image's snapshot chain already exists. */
   async plan(config: ImageConfig): Promise<UnpackPlan> {
@@ -85,6 +121,7 @@ export class Unpacker {
   private async applyOne(name: string, layer: Descriptor, diffId: Digest, chainId: Digest, parent: Digest | undefined): Promise<void> {
     const { snapshotter, content, logger } = this.deps;
     if (await this.isCommitted(chainId)) return; // another unpack committed it meanwhile
+    await this.recoverMounts(); // before removeStale: a stale snapshot may still be mounted
     await this.removeStale(chainId);
     const compression = layerCompression(layer.mediaType);
     if (!compression) throw new BerthError('UNSUPPORTED', `${name}: layer ${layer.digest} has unknown media type ${layer.mediaType}`);
@@ -92,7 +129,7 @@ export class Unpacker {
     const started = Date.now();
     const mounts = await snapshotter.prepare(key, parent, { labels: { [EXTRACT_PID]: String(this.deps.pid) } });
     try {
-      const res = await withMounts(mounts, this.deps.mountRoot, async (dir) =>
+      const res = await withMounts(mounts, this.mountParent, async (dir) =>
         applyLayer(dir, await content.reader(layer.digest), { compression, diffId, logger }),
       );
       await snapshotter.commit(chainId, key);

@@ -124,3 +124,15 @@ export async function startContainerd(dir: string): Promise<Containerd> {
 
   return { address, pid: child.pid!, root: join(dir, 'root'), ctr, peakRssKiB: () => vmHWMKiB(child.pid!), stop };
 }
+
+/**
+ * Mounts image `ref` (already pulled and unpacked) read-only on `target`
+ * with `ctr images mount`: an overlay of its snapshots, as a container
+ * would see it. The returned function unmounts it and removes the view.
+ */
+export async function mountImage(cd: Containerd, ref: string, target: string): Promise<() => Promise<void>> {
+  await mkdir(target, { recursive: true });
+  await cd.ctr(['images', 'mount', ref, target]);
+  let done: Promise<void> | undefined;
+  return () => (done ??= cd.ctr(['images', 'unmount', '--rm', target]).then(() => undefined));
+}

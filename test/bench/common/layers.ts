@@ -17,8 +17,8 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
+import { dirname, join } from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { pack as tarPack, type Pack } from 'tar-stream';
@@ -34,7 +34,8 @@ const MiB = 1 << 20;
 const FILE_MIB = 4;
 const MTIME = new Date('2024-01-01T00:00:00Z');
 
-export type LayerKind = 'random' | 'text';
+/** random and text: benchLayers(); files: many small files (smallfiles.ts); rootfs: a distribution's root filesystem (debian.ts). */
+export type LayerKind = 'random' | 'text' | 'files' | 'rootfs';
 
 export interface BenchLayer {
   index: number;
@@ -77,19 +78,31 @@ export async function benchLayers(opts: LayerSetOptions): Promise<BenchLayer[]> 
   return out;
 }
 
-async function cachedLayer(dir: string, index: number, opts: LayerSetOptions): Promise<BenchLayer> {
-  const path = join(dir, `layer-${index}.tar.gz`);
+function cachedLayer(dir: string, index: number, opts: LayerSetOptions): Promise<BenchLayer> {
+  return cachedGzipLayer(join(dir, `layer-${index}.tar.gz`), (partial) => writeLayer(partial, index, opts.mib), opts.onGenerate);
+}
+
+/**
+ * A gzip layer at `path`, described by its JSON sidecar; made by `make`
+ * (which writes `path.partial`) when either is missing or the sizes disagree.
+ */
+export async function cachedGzipLayer(
+  path: string,
+  make: (partial: string) => Promise<Omit<BenchLayer, 'path'>>,
+  onGenerate?: (layer: BenchLayer, ms: number) => void,
+): Promise<BenchLayer> {
   const sidecar = `${path}.json`;
   const cached = await readFile(sidecar, 'utf8').then((s) => JSON.parse(s) as BenchLayer, () => undefined);
   // A size check catches a truncated or missing blob; a wrong digest would still be refused by the registry on push.
   if (cached && (await stat(path).catch(() => undefined))?.size === cached.size) return { ...cached, path };
+  await mkdir(dirname(path), { recursive: true });
   const started = Date.now();
   const partial = `${path}.partial`;
   try {
-    const layer = { ...(await writeLayer(partial, index, opts.mib)), path };
+    const layer = { ...(await make(partial)), path };
     await rename(partial, path);
     await writeFile(sidecar, JSON.stringify(layer, null, 2) + '\n');
-    opts.onGenerate?.(layer, Date.now() - started);
+    onGenerate?.(layer, Date.now() - started);
     return layer;
   } catch (err) {
     await rm(partial, { force: true });
@@ -108,12 +121,25 @@ class Tap extends Transform {
   }
 }
 
+export interface GzipTarInfo {
+  digest: string;
+  size: number;
+  diffID: string;
+  tarSize: number;
+}
+
+/** Streams a tar into `file` as gzip (level GZIP_LEVEL), hashing both sides; resolves when the file is written. */
+export async function writeGzipTar(tar: Readable | Pack, file: string): Promise<GzipTarInfo> {
+  const tarTap = new Tap();
+  const blobTap = new Tap();
+  await pipeline(tar, tarTap, createGzip({ level: GZIP_LEVEL }), blobTap, createWriteStream(file));
+  return { digest: `sha256:${blobTap.hash.digest('hex')}`, size: blobTap.bytes, diffID: `sha256:${tarTap.hash.digest('hex')}`, tarSize: tarTap.bytes };
+}
+
 async function writeLayer(file: string, index: number, mib: number): Promise<Omit<BenchLayer, 'path'>> {
   const kind = layerKind(index);
   const pack = tarPack();
-  const tarTap = new Tap();
-  const blobTap = new Tap();
-  const written = pipeline(pack, tarTap, createGzip({ level: GZIP_LEVEL }), blobTap, createWriteStream(file));
+  const written = writeGzipTar(pack, file);
   const stream = keystream(`berth-bench-layer-${index}`);
   const top = `layer-${index}`;
   await addEntry(pack, { name: `${top}/`, type: 'directory', mode: 0o755 });
@@ -124,19 +150,11 @@ async function writeLayer(file: string, index: number, mib: number): Promise<Omi
     await addEntry(pack, { name, type: 'file', mode: 0o644, size: thisMiB * MiB }, chunks(stream, kind, thisMiB));
   }
   pack.finalize();
-  await written;
-  return {
-    index,
-    kind,
-    mediaType: MediaType.ociLayerGzip,
-    digest: `sha256:${blobTap.hash.digest('hex')}`,
-    size: blobTap.bytes,
-    diffID: `sha256:${tarTap.hash.digest('hex')}`,
-    tarSize: tarTap.bytes,
-  };
+  return { index, kind, mediaType: MediaType.ociLayerGzip, ...(await written) };
 }
 
-async function addEntry(
+/** Adds one entry (mtime 2024-01-01, root-owned) and waits until tar-stream took it; `body` streams the content. */
+export async function addEntry(
   pack: Pack,
   header: { name: string; type: 'file' | 'directory'; mode: number; size?: number },
   body?: AsyncIterable<Buffer>,
@@ -153,7 +171,7 @@ async function addEntry(
 }
 
 /** A seeded pseudo-random byte source: AES-128-CTR over zeros, key and IV from sha256(seed). */
-function keystream(seed: string): (n: number) => Buffer {
+export function keystream(seed: string): (n: number) => Buffer {
   const k = createHash('sha256').update(seed).digest();
   const cipher = createCipheriv('aes-128-ctr', k.subarray(0, 16), k.subarray(16, 32));
   const zeros = Buffer.alloc(MiB);
@@ -176,7 +194,7 @@ const WORDS = (
 if (WORDS.length !== 64) throw new Error(`layers.ts: WORDS has ${WORDS.length} words, expected 64`);
 
 /** 1 MiB of words separated by spaces, with a newline after about one word in eight. */
-function textChunk(random: (n: number) => Buffer): Buffer {
+export function textChunk(random: (n: number) => Buffer): Buffer {
   const out = Buffer.allocUnsafe(MiB);
   const r = random(MiB / 2);
   let pos = 0;
