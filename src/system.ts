@@ -46,6 +46,7 @@ export interface System {
   puller(): Promise<ImagePuller>;
   /** The snapshotter chosen for this root (overlay where the filesystem supports it, else copies). */
   snapshotter(): Promise<{ name: string; snapshotter: Snapshotter }>;
+  unpacker(): Promise<Unpacker>;
   readonly images: ImageInventory;
   close(): Promise<void>;
 }
@@ -96,30 +97,36 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
   let snapshots: Promise<{ name: string; snapshotter: Snapshotter }> | undefined;
   const getSnapshotter = (): Promise<{ name: string; snapshotter: Snapshotter }> =>
     (snapshots ??= openSnapshotter(join(opts.root, 'snapshots'), logger.child({ module: 'snapshots' })));
+  let unpacker: Promise<Unpacker> | undefined;
+  const getUnpacker = (): Promise<Unpacker> =>
+    (unpacker ??= getSnapshotter().then(
+      (sn) =>
+        new Unpacker({
+          content,
+          metadata,
+          snapshotter: sn.snapshotter,
+          snapshotterName: sn.name,
+          events,
+          logger: logger.child({ module: 'unpack' }),
+          mountRoot: join(opts.state, 'mounts'),
+          pid: opts.pid,
+          isAlive: opts.isAlive,
+        }),
+    ));
   const getPuller = (): Promise<ImagePuller> =>
-    (puller ??= (async () => {
-      const [r, sn] = await Promise.all([getResolver(), getSnapshotter()]);
-      const unpacker = new Unpacker({
-        content,
-        snapshotter: sn.snapshotter,
-        events,
-        logger: logger.child({ module: 'unpack' }),
-        mountRoot: join(opts.state, 'mounts'),
-        pid: opts.pid,
-        isAlive: opts.isAlive,
-      });
-      return new ImagePuller({
-        content,
-        metadata,
-        resolver: r,
-        events,
-        logger: logger.child({ module: 'images' }),
-        hostPlatform: opts.hostPlatform,
-        unpacker,
-        snapshotterName: sn.name,
-        ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
-      });
-    })());
+    (puller ??= Promise.all([getResolver(), getUnpacker()]).then(
+      ([r, u]) =>
+        new ImagePuller({
+          content,
+          metadata,
+          resolver: r,
+          events,
+          logger: logger.child({ module: 'images' }),
+          hostPlatform: opts.hostPlatform,
+          unpacker: u,
+          ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
+        }),
+    ));
   const images = new ImageInventory({ content, metadata, events });
   return {
     root: opts.root,
@@ -130,6 +137,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     resolver: getResolver,
     puller: getPuller,
     snapshotter: getSnapshotter,
+    unpacker: getUnpacker,
     images,
     async close() {
       if (resolver) await (await resolver).close();

@@ -5,11 +5,9 @@ import {
   constants,
   fchmodSync,
   fchownSync,
-  futimesSync,
   lchownSync,
   linkSync,
   lstatSync,
-  lutimesSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -22,7 +20,7 @@ import {
 import { resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BerthError, type ErrorCode } from '../errors.js';
-import { errnoOf, lsetxattr, mknod } from '../linux/index.js';
+import { errnoOf, futimens, lsetxattr, lutimens, mknod } from '../linux/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import { digestAlgorithm, type Digest, type LayerCompression } from '../oci/index.js';
 import { decompress } from './decompress.js';
@@ -91,7 +89,15 @@ export async function applyLayer(root: string, blob: Readable, opts: ApplyOption
   const hash = createHash(alg);
   let size = 0;
   let entries = 0;
-  if (signal?.aborted) throw new BerthError('CANCELLED', `applying a layer to ${root} was cancelled before it started`, { cause: signal.reason });
+  const dir = resolve(root);
+  if (signal?.aborted) {
+    blob.destroy();
+    throw new BerthError('CANCELLED', `applying a layer to ${root} was cancelled before it started`, { cause: signal.reason });
+  }
+  if (!lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    blob.destroy();
+    throw new BerthError('NOT_FOUND', `cannot apply a layer to ${root}: not a directory`, { details: { root } });
+  }
   const source = decompress(blob, opts.compression);
   const onAbort = (): void => source.close();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -104,7 +110,7 @@ export async function applyLayer(root: string, blob: Readable, opts: ApplyOption
   })();
   try {
     const reader = new TarReader(counted);
-    const writer = new LayerWriter(resolve(root), logger);
+    const writer = new LayerWriter(dir, logger);
     for (let entry = await reader.next(); entry; entry = await reader.next()) {
       if (signal?.aborted) break;
       await writer.apply(entry, reader);
@@ -160,7 +166,7 @@ class LayerWriter {
   /** Real paths this layer created or touched: an opaque marker spares them. */
   private readonly unpacked = new Set<string>();
   /** Directories' [atime, mtime], set once everything is written. */
-  private readonly dirTimes = new Map<string, [number, number]>();
+  private readonly dirTimes = new Map<string, [bigint, bigint]>();
   private readonly skippedXattrs = new Set<string>();
 
   constructor(
@@ -196,7 +202,7 @@ class LayerWriter {
   finish(): void {
     for (const [real, [atime, mtime]] of this.dirTimes) {
       try {
-        lutimesSync(this.scope.abs(real), atime, mtime);
+        lutimens(this.scope.abs(real), atime, mtime);
       } catch (err) {
         // Removed or replaced later in this layer, together with an ancestor.
         if (errnoOf(err) !== 'ENOENT' && errnoOf(err) !== 'ENOTDIR') throw fsError(err, `setting the times of ${real}`);
@@ -265,8 +271,11 @@ class LayerWriter {
 
   private async create(e: TarEntry, path: string, real: string, reader: TarReader): Promise<void> {
     const abs = this.scope.abs(real);
-    const mtime = Math.max(0, e.mtime);
-    const atime = Math.max(mtime, e.atime ?? 0);
+    const mtime = boundTime(e.mtime);
+    const atime = e.atime !== undefined && boundTime(e.atime) > mtime ? boundTime(e.atime) : mtime;
+    if (!validId(e.uid) || !validId(e.gid)) {
+      throw new BerthError('CORRUPT', `layer entry ${JSON.stringify(e.name)} has owner ${e.uid}:${e.gid}, outside the range of Linux ids`, { details: { name: e.name, offset: e.offset } });
+    }
     switch (e.kind) {
       case 'directory': {
         try {
@@ -293,7 +302,7 @@ class LayerWriter {
           for (let piece = await reader.read(); piece; piece = await reader.read()) writeAll(fd, piece);
           fchownSync(fd, e.uid, e.gid);
           fchmodSync(fd, e.mode & 0o7777);
-          futimesSync(fd, atime, mtime);
+          futimens(fd, atime, mtime);
         } finally {
           closeSync(fd);
         }
@@ -305,7 +314,7 @@ class LayerWriter {
         this.replacing(real, () => symlinkSync(e.linkname, abs));
         lchownSync(abs, e.uid, e.gid);
         this.xattrs(abs, e);
-        lutimesSync(abs, atime, mtime);
+        lutimens(abs, atime, mtime);
         return;
       }
       case 'link':
@@ -317,7 +326,7 @@ class LayerWriter {
         lchownSync(abs, e.uid, e.gid);
         chmodSync(abs, e.mode & 0o7777);
         this.xattrs(abs, e);
-        lutimesSync(abs, atime, mtime);
+        lutimens(abs, atime, mtime);
         return;
       }
     }
@@ -382,6 +391,16 @@ function xattrAllowed(name: string): boolean {
   if (name.startsWith('user.')) return true;
   if (name.startsWith('trusted.')) return !name.startsWith('trusted.overlay.');
   return name === 'security.capability' || name === 'system.posix_acl_access' || name === 'system.posix_acl_default';
+}
+
+/** Times before the epoch or past 2262 become the epoch, as containerd's boundTime does. */
+function boundTime(ns: bigint): bigint {
+  return ns >= 0n && ns < 2n ** 63n ? ns : 0n;
+}
+
+/** uid and gid are 32 bits, and 2^32-1 means "unchanged" to chown. */
+function validId(id: number): boolean {
+  return Number.isInteger(id) && id >= 0 && id < 2 ** 32 - 1;
 }
 
 function writeAll(fd: number, buf: Buffer): void {

@@ -30,9 +30,9 @@ export interface TarEntry {
   gid: number;
   /** Bytes of content that follow; 0 for everything but regular files. */
   size: number;
-  /** Seconds since the epoch; PAX times keep their fraction. */
-  mtime: number;
-  atime: number | undefined;
+  /** Nanoseconds since the epoch (PAX times carry nanoseconds, others whole seconds). */
+  mtime: bigint;
+  atime: bigint | undefined;
   /** Target of a symlink (as written) or hardlink (a path in the archive). */
   linkname: string;
   devmajor: number;
@@ -307,6 +307,7 @@ function decodeHeader(b: Buffer, flag: string, size: number, offset: number): Ta
   }
   if (flag === '\0' && name.endsWith('/')) kind = 'directory';
   const atime = gnu ? readNumber(b, 345, 12, offset) : 0;
+  const NS = 1_000_000_000n;
   return {
     name,
     kind,
@@ -314,8 +315,8 @@ function decodeHeader(b: Buffer, flag: string, size: number, offset: number): Ta
     uid: readNumber(b, 108, 8, offset),
     gid: readNumber(b, 116, 8, offset),
     size,
-    mtime: readNumber(b, 136, 12, offset),
-    atime: atime > 0 ? atime : undefined,
+    mtime: BigInt(readNumber(b, 136, 12, offset)) * NS,
+    atime: atime > 0 ? BigInt(atime) * NS : undefined,
     linkname: cString(b, 157, 100, offset),
     devmajor: posix || gnu ? readNumber(b, 329, 8, offset) : 0,
     devminor: posix || gnu ? readNumber(b, 337, 8, offset) : 0,
@@ -388,8 +389,11 @@ function paxInteger(v: Buffer, key: string, offset: number): number {
   return Number(s);
 }
 
-function paxTime(v: Buffer, offset: number): number {
+/** A PAX time ("1700000000.123456789", "-86400") in nanoseconds, truncated past the ninth decimal as Go does. */
+function paxTime(v: Buffer, offset: number): bigint {
   const s = v.toString('latin1', 0, v.length);
-  if (!/^-?[0-9]{1,19}(\.[0-9]{0,19})?$/.test(s)) throw corrupt(`PAX time ${JSON.stringify(s)} is malformed`, offset);
-  return Number(s);
+  const m = /^(-?)([0-9]{1,19})(?:\.([0-9]*))?$/.exec(s);
+  if (!m) throw corrupt(`PAX time ${JSON.stringify(s)} is malformed`, offset);
+  const ns = BigInt(m[2]!) * 1_000_000_000n + BigInt((m[3] ?? '').slice(0, 9).padEnd(9, '0'));
+  return m[1] ? -ns : ns;
 }

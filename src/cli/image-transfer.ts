@@ -26,9 +26,9 @@ function exporter(sys: System): ImageExporter {
 
 const importCommand: Command = {
   name: 'image import',
-  usage: 'berth image import PATH [--name REF] [--platform os/arch[/variant]]',
-  summary: 'load an image from an OCI layout directory, an OCI archive (.tar, .tar.gz) or a docker save tar',
-  options: { name: { type: 'string' }, platform: { type: 'string' } },
+  usage: 'berth image import PATH [--name REF] [--platform os/arch[/variant]] [--no-unpack]',
+  summary: 'load an image from an OCI layout directory, an OCI archive (.tar, .tar.gz) or a docker save tar, and unpack it',
+  options: { name: { type: 'string' }, platform: { type: 'string' }, 'no-unpack': { type: 'boolean' } },
   async run(ctx) {
     const [path] = positionals(ctx, 1, this.usage);
     const { name, platform } = ctx.line.values;
@@ -37,6 +37,14 @@ const importCommand: Command = {
       ...(typeof name === 'string' ? { name } : {}),
       ...(typeof platform === 'string' ? { platform: parsePlatform(platform) } : {}),
     });
+    // Like `ctr import`: an imported image is ready to run, which needs its snapshots.
+    if (!ctx.line.values['no-unpack']) {
+      const unpacker = await sys.unpacker();
+      for (const i of res.images) {
+        const detail = await sys.images.inspect(i.record.name);
+        if (detail.manifest && detail.config) await unpacker.unpackStored(i.record.name, detail.manifest, detail.config);
+      }
+    }
     if (ctx.globals.output === 'json') {
       writeJSON(ctx.proc.stdout, {
         format: res.format,

@@ -6,6 +6,7 @@ import { contentCommands } from './content.js';
 import type { Command, ProcessInfo } from './context.js';
 import { formatError } from './format.js';
 import { imageCommands } from './image.js';
+import { imageTransferCommands } from './image-transfer.js';
 
 /**
  * The shell: argv in, exit code out. Exit codes automation can rely on:
@@ -16,7 +17,7 @@ import { imageCommands } from './image.js';
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 
-const commands: Command[] = [...imageCommands, ...contentCommands];
+const commands: Command[] = [...imageCommands, ...imageTransferCommands, ...contentCommands];
 const table: ReadonlyMap<string, OptionSpec> = new Map(commands.map((c) => [c.name, c.options ?? {}]));
 
 function usage(): string {

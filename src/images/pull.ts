@@ -80,8 +80,6 @@ export interface PullerDeps {
   /** Used when PullOptions.platform is absent. */
   hostPlatform: Platform;
   unpacker?: Unpacker;
-  /** Names the snapshotter in the config's snapshot reference label. */
-  snapshotterName?: string;
   /** Parallel blob downloads (default 3). */
   concurrency?: number;
   /** Attempts per blob when the connection breaks mid-transfer (default 5). */
@@ -176,10 +174,9 @@ export class ImagePuller {
     // A failure surfaces through whichever await sees it first; the rest must not go unhandled.
     for (const f of fetches) f.catch(() => {});
     let snapshot: Digest | undefined;
-    if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, config.config, plan, (i) => fetches[i]!);
+    if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, manifest.config.digest, config.config, plan, (i) => fetches[i]!);
     const sizes = await Promise.all(fetches);
     fetchedBytes += sizes.reduce((a, b) => a + b, 0);
-    if (snapshot) await metadata.content.set(manifest.config.digest, { [RefLabel.snapshot(this.deps.snapshotterName ?? 'default')]: snapshot });
 
     // Reference labels are written once every blob they name is present.
     await metadata.content.set(manifestDesc.digest, {

@@ -8,8 +8,9 @@ import { readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountPoints, unmount, withMounts } from '../mount/index.js';
 import { SingleFlight } from './limit.js';
-import { chainIds, layerCompression, type Descriptor, type Digest, type ImageConfig } from '../oci/index.js';
+import { chainIds, layerCompression, type Descriptor, type Digest, type ImageConfig, type ImageManifest } from '../oci/index.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
+import { RefLabel, type MetadataStore } from '../metadata/store.js';
 
 /**
  * Unpacking: for each layer, apply it onto a snapshot of the previous one and
@@ -30,7 +31,10 @@ import type { Snapshotter } from '../snapshots/snapshotter.js';
 
 export interface UnpackerDeps {
   content: ContentStore;
+  metadata: MetadataStore;
   snapshotter: Snapshotter;
+  /** Names the snapshotter in the config's snapshot reference label (for GC). */
+  snapshotterName: string;
   events: EventPublisher;
   logger: Logger;
   /**
@@ -101,9 +105,17 @@ export class Unpacker {
   /**
    * Applies layers [plan.committedPrefix, n) in order. `blob(i)` resolves
    * once layer i's blob is in the content store (it may still be
-   * downloading when this is called). Returns the top chain ID.
+   * downloading when this is called). Records the top chain ID on the
+   * config (`configDigest`) as a snapshot reference and returns it.
    */
-  async unpack(name: string, layers: readonly Descriptor[], config: ImageConfig, plan: UnpackPlan, blob: (i: number) => Promise<unknown>): Promise<Digest> {
+  async unpack(
+    name: string,
+    layers: readonly Descriptor[],
+    configDigest: Digest,
+    config: ImageConfig,
+    plan: UnpackPlan,
+    blob: (i: number) => Promise<unknown>,
+  ): Promise<Digest> {
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== layers.length) {
       throw new BerthError('INVALID_MANIFEST', `${name}: ${layers.length} layers but ${diffIds.length} diff_ids in the config`);
@@ -115,7 +127,14 @@ export class Unpacker {
     }
     const top = plan.chainIds[plan.chainIds.length - 1];
     if (!top) throw new BerthError('INVALID_MANIFEST', `${name}: image has no layers`);
+    const labels = await this.deps.metadata.content.get(configDigest);
+    await this.deps.metadata.content.set(configDigest, { ...labels, [RefLabel.snapshot(this.deps.snapshotterName)]: top });
     return top;
+  }
+
+  /** Unpacks an image whose blobs are all in the content store (after an import). */
+  async unpackStored(name: string, manifest: ImageManifest, config: ImageConfig): Promise<Digest> {
+    return this.unpack(name, manifest.layers, manifest.config.digest, config, await this.plan(config), async () => {});
   }
 
   private async applyOne(name: string, layer: Descriptor, diffId: Digest, chainId: Digest, parent: Digest | undefined): Promise<void> {

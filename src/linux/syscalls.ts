@@ -9,11 +9,14 @@ type Fn = ReturnType<ReturnType<Koffi['load']>['func']>;
 
 interface Libc {
   koffi: Koffi;
+  longBytes: number;
   mknod: Fn;
   lsetxattr: Fn;
   lgetxattr: Fn;
   llistxattr: Fn;
   syncfs: Fn;
+  futimens: Fn;
+  utimensat: Fn;
 }
 
 let libc: Libc | undefined;
@@ -25,12 +28,16 @@ function load(): Libc {
   const c = koffi.load(null);
   libc = {
     koffi,
+    longBytes: koffi.sizeof('long'),
     // mode_t is 32 bits and dev_t 64 bits on Linux; ssize_t is as wide as long.
     mknod: c.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
     lsetxattr: c.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
     lgetxattr: c.func('long lgetxattr(const char *path, const char *name, _Out_ void *value, size_t size)'),
     llistxattr: c.func('long llistxattr(const char *path, _Out_ void *list, size_t size)'),
     syncfs: c.func('int syncfs(int fd)'),
+    // struct timespec[2] passed as four longs: tv_sec and tv_nsec are both long on Linux's LP64 and classic ILP32 ABIs.
+    futimens: c.func('int futimens(int fd, const void *times)'),
+    utimensat: c.func('int utimensat(int dirfd, const char *path, const void *times, int flags)'),
   };
   return libc;
 }
@@ -139,6 +146,37 @@ export function llistxattr(path: string): string[] {
     const errno = c.koffi.errno();
     if (ERRNO_NAMES.get(errno) !== 'ERANGE') throw fail('llistxattr', errno, path);
   }
+}
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const NS = 1_000_000_000n;
+
+let times: BigInt64Array | Int32Array | undefined;
+
+/** struct timespec[2] {atime, mtime} in the width of the C library's long; one buffer, as every call is synchronous. */
+function timespecs(c: Libc, atimeNs: bigint, mtimeNs: bigint): BigInt64Array | Int32Array {
+  const parts = [atimeNs / NS, atimeNs % NS, mtimeNs / NS, mtimeNs % NS] as const;
+  times ??= c.longBytes === 8 ? new BigInt64Array(4) : new Int32Array(4);
+  if (times instanceof BigInt64Array) times.set(parts);
+  else times.set(parts.map(Number));
+  return times;
+}
+
+/**
+ * Sets the access and modification times of the open file `fd`, to the
+ * nanosecond (Node's futimes takes a double of seconds and rounds).
+ * Times are nanoseconds since the epoch, not negative.
+ */
+export function futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): void {
+  const c = load();
+  if (c.futimens(fd, timespecs(c, atimeNs, mtimeNs)) !== 0) throw fail('futimens', c.koffi.errno(), `fd ${fd}`);
+}
+
+/** The same for `path` itself: a symlink's own times, not its target's. */
+export function lutimens(path: string, atimeNs: bigint, mtimeNs: bigint): void {
+  const c = load();
+  if (c.utimensat(AT_FDCWD, path, timespecs(c, atimeNs, mtimeNs), AT_SYMLINK_NOFOLLOW) !== 0) throw fail('utimensat', c.koffi.errno(), path);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { BerthError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Mount } from '../oci/mount.js';
@@ -50,8 +50,15 @@ export abstract class LocalSnapshotter implements Snapshotter {
   /** Creates <root>, <root>/snapshots and the records of a snapshotter named `driver`. */
   protected static async openRoot(root: string, driver: string): Promise<{ root: string; records: SnapshotRecords }> {
     const abs = resolve(root);
-    const created = await mkdir(join(abs, 'snapshots'), { recursive: true, mode: 0o700 });
-    if (created !== undefined) for (const dir of [abs, resolve(abs, '..')]) await syncDir(dir);
+    const snapshots = join(abs, 'snapshots');
+    const created = await mkdir(snapshots, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+      throw fsError(err, `create snapshotter root ${abs}`, abs);
+    });
+    // Each new directory's entry lives in its parent: fsync the parents, from snapshots/ up to the first one mkdir made.
+    for (let d = snapshots; created !== undefined; d = dirname(d)) {
+      await syncDir(dirname(d));
+      if (d === created) break;
+    }
     return { root: abs, records: await SnapshotRecords.open(join(abs, 'metadata'), driver) };
   }
 
@@ -152,10 +159,21 @@ export abstract class LocalSnapshotter implements Snapshotter {
 
   async usage(key: string): Promise<Usage> {
     checkKey(key, 'snapshot key');
-    return diskUsage(this.fsOf(this.mustGet(this.records, key).id));
+    const fs = this.fsOf(this.mustGet(this.records, key).id);
+    return diskUsage(fs).catch((err: unknown) => {
+      throw fsError(err, `usage of snapshot ${JSON.stringify(key)}`, fs);
+    });
   }
 
   async cleanup(): Promise<number> {
+    try {
+      return await this.removeUnowned();
+    } catch (err) {
+      throw fsError(err, `clean up ${this.snapshotsDir}`, this.snapshotsDir);
+    }
+  }
+
+  private async removeUnowned(): Promise<number> {
     const owned = new Set(this.records.all().map(([, r]) => r.id));
     const garbage: string[] = [];
     for (const name of await readdir(this.snapshotsDir)) {
@@ -207,7 +225,7 @@ export abstract class LocalSnapshotter implements Snapshotter {
       });
     } catch (err) {
       await this.discard(id).catch((e) => this.logger.warn('could not delete an unrecorded snapshot directory', { id, error: String(e) }));
-      throw err;
+      throw fsError(err, `${kind === 'view' ? 'view' : 'prepare'} ${key}`, dir);
     } finally {
       this.filling.delete(id);
     }
@@ -219,11 +237,13 @@ export abstract class LocalSnapshotter implements Snapshotter {
   private async claimId(): Promise<string> {
     for (;;) {
       const id = randomBytes(4).toString('hex');
+      if (this.filling.has(id)) continue;
+      this.filling.add(id); // before mkdir: a cleanup() running meanwhile must not take it for garbage
       try {
         await mkdir(this.dirOf(id), { mode: 0o700 });
-        this.filling.add(id);
         return id;
       } catch (err) {
+        this.filling.delete(id);
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(err, `create a snapshot directory in ${this.snapshotsDir}`, this.snapshotsDir);
       }
     }

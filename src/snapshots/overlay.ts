@@ -1,5 +1,5 @@
 import { access, chown, chmod, mkdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { BerthError } from '../errors.js';
 import { nullLogger, type Logger } from '../log.js';
 import type { Mount } from '../oci/mount.js';
@@ -43,8 +43,8 @@ export class OverlaySnapshotter extends LocalSnapshotter {
 
   /** Opens (creating when absent) the snapshotter at opts.root. Check overlaySupported (mount/) before choosing it. */
   static async open(opts: OverlaySnapshotterOptions): Promise<OverlaySnapshotter> {
-    if (/[,:]/.test(opts.root)) {
-      throw new BerthError('INVALID_ARGUMENT', `overlay snapshotter root ${JSON.stringify(opts.root)} contains ',' or ':', which overlay mount options cannot carry`, {
+    if (/[,:]/.test(resolve(opts.root))) {
+      throw new BerthError('INVALID_ARGUMENT', `overlay snapshotter root ${JSON.stringify(resolve(opts.root))} contains ',' or ':', which overlay mount options cannot carry`, {
         hint: 'choose a --root without commas or colons',
       });
     }

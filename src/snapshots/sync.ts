@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { execa } from 'execa';
-import { BerthError } from '../errors.js';
+import { BerthError, isBerthError } from '../errors.js';
+import { syncfs } from '../linux/index.js';
 
 /**
  * The disk-facing primitives of the snapshotters, in one place so the
@@ -9,16 +10,18 @@ import { BerthError } from '../errors.js';
  * syncFilesystem flushes every dirty file of the filesystem holding `path`:
  * one syncfs(2) is far cheaper than an fsync per file of a layer, and
  * overlay writes land on the filesystem of the upper directory, which holds
- * the snapshot. Node has no syncfs; `sync -f PATH` (coreutils) calls it.
- * (Swap for linux/'s syncfs once that lands.)
+ * the snapshot.
  */
 export async function syncFilesystem(path: string): Promise<void> {
-  const res = await execa('sync', ['-f', path], { reject: false, stdin: 'ignore' });
-  if (res.failed) {
-    throw new BerthError('UNAVAILABLE', `syncing the filesystem of ${path} failed: ${String(res.stderr || res.message).trim()}`, {
-      cause: res,
-      hint: 'check the disk (an I/O error or a full disk), then retry',
-      details: { path },
+  try {
+    await syncfs(path);
+  } catch (err) {
+    if (!isBerthError(err)) throw err;
+    const missing = err.code === 'NOT_FOUND'; // a recorded snapshot without its directory
+    throw new BerthError(missing ? 'CORRUPT' : 'UNAVAILABLE', `syncing the filesystem of ${path} failed: ${err.message}`, {
+      cause: err,
+      hint: missing ? 'remove the snapshot and unpack its image again' : 'check the disk (an I/O error or a full disk), then retry',
+      details: { path, ...err.details },
     });
   }
 }

@@ -25,17 +25,13 @@ import type { Digest } from '../../src/oci/digest.js';
 import { mountImage, startContainerd, type Containerd } from '../bench/common/containerd.js';
 import { edgeImages, type EdgeImage } from '../fixtures/edge-images.js';
 import { busyboxImage } from '../fixtures/images.js';
+import { runBerth } from '../helpers/berth.js';
 import { pushImage } from '../helpers/push.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
+import { withSnapshotView } from '../helpers/snapshot-view.js';
 import { tempDir } from '../helpers/tmp.js';
 import { describeTree, diffTrees, overlayLeaks, type TreeEntry } from '../helpers/tree.js';
 
-/**
- * berth is loaded on first use, not imported: a berth module that fails to
- * load then fails berth's subtests alone, and containerd's side still runs.
- */
-const berth = (): Promise<typeof import('../helpers/berth.js')> => import('../helpers/berth.js');
-const snapshotView = (): Promise<typeof import('../helpers/snapshot-view.js')> => import('../helpers/snapshot-view.js');
 const MAX_DIFF_LINES = 80;
 
 let work: { path: string; cleanup(): Promise<void> };
@@ -61,14 +57,14 @@ async function containerdTree(name: string): Promise<TreeEntry[]> {
 }
 
 async function berthPull(name: string): Promise<void> {
-  const res = await (await berth()).runBerth(berthRoot, ['image', 'pull', refOf(name)]);
+  const res = await runBerth(berthRoot, ['image', 'pull', refOf(name)]);
   assert.equal(res.code, 0, `berth image pull ${refOf(name)} failed:\n${res.stderr}`);
 }
 
 async function berthUnpackTree(name: string): Promise<TreeEntry[]> {
   const dir = join(work.path, 'berth-unpack', name);
   await mkdir(join(work.path, 'berth-unpack'), { recursive: true });
-  const res = await (await berth()).runBerth(berthRoot, ['image', 'unpack', refOf(name), dir]);
+  const res = await runBerth(berthRoot, ['image', 'unpack', refOf(name), dir]);
   assert.equal(res.code, 0, `berth image unpack ${refOf(name)} ${dir} failed:\n${res.stderr}`);
   try {
     return await describeTree(dir);
@@ -80,7 +76,7 @@ async function berthUnpackTree(name: string): Promise<TreeEntry[]> {
 /** A read-only view of the image's top snapshot (its last chain ID), mounted and described. */
 async function berthSnapshotTree(name: string, diffIds: readonly Digest[]): Promise<TreeEntry[]> {
   const top = chainIds(diffIds).at(-1)!;
-  return (await snapshotView()).withSnapshotView(berthRoot, top, join(work.path, 'berth-mnt', name), (dir) => describeTree(dir));
+  return withSnapshotView(berthRoot, top, join(work.path, 'berth-mnt', name), (dir) => describeTree(dir));
 }
 
 function assertSame(expected: TreeEntry[], actual: TreeEntry[], labels: [string, string]): void {
@@ -144,14 +140,13 @@ describe('root filesystems match containerd 1.6 (overlayfs snapshotter)', () => 
       assert.ok(img, `no fixture image named ${name}`);
       t.diagnostic(img.about);
 
-      let reference: { tree: TreeEntry[]; label: string } | undefined;
+      let ctrTree: TreeEntry[] | undefined;
       if (img.containerdFails) {
         t.diagnostic(`containerd not compared: ${img.containerdFails}`);
       } else {
-        const tree = await containerdTree(name);
-        assertNoLeaks(tree, 'containerd');
-        assertExpectations(img, tree, 'containerd');
-        reference = { tree, label: 'containerd' };
+        ctrTree = await containerdTree(name);
+        assertNoLeaks(ctrTree, 'containerd');
+        assertExpectations(img, ctrTree, 'containerd');
       }
 
       let unpacked: TreeEntry[] | undefined;
@@ -160,14 +155,14 @@ describe('root filesystems match containerd 1.6 (overlayfs snapshotter)', () => 
       await t.test('berth image unpack', async () => {
         unpacked = await berthUnpackTree(name);
         assertNoLeaks(unpacked, 'berth image unpack');
-        if (reference) assertSame(reference.tree, unpacked, [reference.label, 'berth image unpack']);
+        if (ctrTree) assertSame(ctrTree, unpacked, ['containerd', 'berth image unpack']);
         else assertExpectations(img, unpacked, 'berth image unpack');
       });
 
       await t.test('berth snapshot view', async () => {
         const view = await berthSnapshotTree(name, img.image.diffIds);
         assertNoLeaks(view, 'berth snapshot view');
-        if (reference) assertSame(reference.tree, view, [reference.label, 'berth snapshot view']);
+        if (ctrTree) assertSame(ctrTree, view, ['containerd', 'berth snapshot view']);
         else {
           assertExpectations(img, view, 'berth snapshot view');
           if (unpacked) assertSame(unpacked, view, ['berth image unpack', 'berth snapshot view']);

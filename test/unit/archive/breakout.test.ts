@@ -220,6 +220,21 @@ describe('whiteouts that climb out', () => {
     assert.deepEqual(readdirSync(box.root), []);
   });
 
+  it('removing a tree that holds symlinks to the outside removes the links only', async () => {
+    const tree: Entry[] = [
+      { name: 'd/abs', type: 'symlink', linkname: outsideAbs() },
+      { name: 'd/rel', type: 'symlink', linkname: '../../outside/sub' },
+      { name: 'd/deep/f', type: 'symlink', linkname: join(outsideAbs(), 'passwd') },
+    ];
+    await apply([...tree, { name: 'e/x', content: 'x' }, ...tree.map((e) => ({ ...e, name: e.name.replace(/^d/, 'f') }))], [
+      { name: '.wh.d' },
+      { name: 'e/.wh..wh..opq' },
+      { name: 'f', content: 'replaces the tree' },
+    ]);
+    assert.deepEqual(readdirSync(box.root).sort(), ['e', 'f']);
+    assert.deepEqual(readdirSync(at('e')), []);
+  });
+
   it('refuses whiteouts named .wh.., .wh... and .wh.', async () => {
     await refused([{ name: 'd/x', content: 'x' }, { name: 'd/.wh..' }]);
     await refused([{ name: 'd/x', content: 'x' }, { name: 'd/.wh...' }]);

@@ -133,6 +133,15 @@ describe('bad input', () => {
     await rejectsWith(applyLayer(newRoot(), chunked(tar([{ name: 'ok', content: 'x' }, { name: 'odd', typeflag: 'Q' }])), { compression: 'none' }), 'UNSUPPORTED', /"odd"/);
   });
 
+  it('owners outside the range of Linux ids are CORRUPT', async () => {
+    await rejectsWith(applyLayer(newRoot(), chunked(tar([{ name: 'f', content: 'x', pax: { uid: '4294967295' } }])), { compression: 'none' }), 'CORRUPT', /owner 4294967295:0/);
+    await rejectsWith(applyLayer(newRoot(), chunked(tar([{ name: 'f', content: 'x', pax: { gid: '99999999999' } }])), { compression: 'none' }), 'CORRUPT', /owner/);
+  });
+
+  it('a root that is not a directory is NOT_FOUND', async () => {
+    await rejectsWith(applyLayer(join(tmp.path, 'no-such-root'), chunked(TAR), { compression: 'none' }), 'NOT_FOUND', /no-such-root/);
+  });
+
   it('an unknown compression is UNSUPPORTED', async () => {
     await rejectsWith(applyLayer(newRoot(), chunked(TAR), { compression: 'lz4' as 'none' }), 'UNSUPPORTED');
   });
