@@ -170,7 +170,7 @@ class LayerWriter {
   private readonly skippedXattrs = new Set<string>();
 
   constructor(
-    private readonly root: string,
+    root: string,
     private readonly logger: Logger,
   ) {
     this.scope = new RootScope(root, (real) => this.unpacked.add(real));
@@ -193,7 +193,6 @@ class LayerWriter {
       await this.create(e, path, real, reader);
       this.unpacked.add(real);
     } catch (err) {
-      if (err instanceof BerthError) throw err;
       throw fsError(err, `layer entry ${JSON.stringify(e.name)}`);
     }
   }
@@ -211,12 +210,9 @@ class LayerWriter {
   }
 
   private whiteout(e: TarEntry, path: string, parent: string, base: string): void {
-    // A whiteout in a directory that does not exist has nothing to remove.
-    const dir = this.scope.dir(parent, false);
-    if (base === OPAQUE) {
-      if (dir !== undefined) this.opaque(dir);
-      return;
-    }
+    // Missing parents are created, as containerd does (an opaque marker in a directory the layer does not list still makes it exist).
+    const dir = this.scope.dir(parent, true)!;
+    if (base === OPAQUE) return this.opaque(dir);
     const name = base.slice(WHITEOUT.length);
     if (name === '' || name === '.' || name === '..') {
       throw new BerthError('CORRUPT', `layer entry ${JSON.stringify(e.name)} is not a valid whiteout`, { details: { name: e.name, offset: e.offset } });
@@ -225,7 +221,7 @@ class LayerWriter {
       this.logger.debug('AUFS metadata skipped', { name: e.name, path });
       return;
     }
-    if (dir !== undefined) this.remove(joinPath(dir, name));
+    this.remove(joinPath(dir, name));
   }
 
   /** Removes every entry under `dir` that this layer did not create or touch. */
@@ -408,10 +404,10 @@ function writeAll(fd: number, buf: Buffer): void {
   while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
 }
 
-/** A node:fs error (or one from linux/) as a BerthError that names where it happened. */
+/** A node:fs or linux/ error as a BerthError that names where it happened; other BerthErrors pass unchanged. */
 function fsError(err: unknown, where: string): BerthError {
-  if (err instanceof BerthError) return err;
   const errno = errnoOf(err);
+  if (err instanceof BerthError && errno === undefined) return err;
   const text = err instanceof Error ? err.message : String(err);
   let code: ErrorCode = 'INTERNAL';
   let hint: string | undefined;

@@ -137,9 +137,11 @@ describe('applyLayer: layers over layers', () => {
   it('.wh.NAME removes a file, a whole tree, or a symlink (not its target)', async () => {
     await stack(
       [{ name: 'a', content: 'a' }, { name: 'd/e/f', content: 'f' }, { name: 'keep', content: 'k' }, { name: 'l', type: 'symlink', linkname: 'keep' }],
-      [{ name: '.wh.a' }, { name: '.wh.d' }, { name: '.wh.l' }, { name: '.wh.never-existed' }, { name: 'nodir/.wh.x' }],
+      [{ name: '.wh.a' }, { name: '.wh.d' }, { name: '.wh.l' }, { name: '.wh.never-existed' }, { name: 'nodir/.wh.x' }, { name: 'noopq/.wh..wh..opq' }],
     );
-    assert.deepEqual(names(''), ['keep']);
+    // Whiteouts in missing directories create them (mode 0755), as containerd does.
+    assert.deepEqual(names(''), ['keep', 'nodir', 'noopq']);
+    assert.deepEqual([names('nodir'), names('noopq'), mode('nodir')], [[], [], 0o755]);
     assert.equal(readFileSync(at('keep'), 'utf8'), 'k');
   });
 
@@ -282,12 +284,16 @@ describe('applyLayer: names and odd entries', () => {
       tar([
         { name: 'ünïcødé/日本語.txt', content: 'u' },
         { name: 'big-ids', content: 'b', pax: { uid: '3000000', gid: '4000000' } },
-        { name: 'frac', content: 'f', mtime: MTIME + 0.5 },
+        { name: 'frac', content: 'f', pax: { mtime: '1700000000.123456789', atime: '1800000000.5' } },
+        { name: 'pre-epoch', content: 'p', pax: { mtime: '-86400.5' } },
       ]),
     );
     assert.equal(readFileSync(at('ünïcødé/日本語.txt'), 'utf8'), 'u');
     assert.deepEqual([lstatSync(at('big-ids')).uid, lstatSync(at('big-ids')).gid], [3000000, 4000000]);
-    assert.equal(lstatSync(at('frac')).mtimeMs, (MTIME + 0.5) * 1000);
+    const frac = lstatSync(at('frac'), { bigint: true });
+    assert.deepEqual([frac.mtimeNs, frac.atimeNs], [1700000000123456789n, 1800000000500000000n]);
+    // Before the epoch becomes the epoch, as in containerd.
+    assert.equal(lstatSync(at('pre-epoch'), { bigint: true }).mtimeNs, 0n);
   });
 
   it('skips the entry for the root itself and AUFS metadata, and counts them', async () => {
@@ -304,8 +310,8 @@ describe('applyLayer: names and odd entries', () => {
     );
     const after = statSync(box.root);
     assert.deepEqual([after.mode, after.uid], [before.mode, before.uid]);
-    // A whiteout (AUFS metadata or not) in a directory that does not exist creates nothing.
-    assert.deepEqual(names(''), ['f']);
+    assert.deepEqual(names(''), ['d', 'f']);
+    assert.deepEqual(names('d'), []);
     assert.equal(res.entries, 5);
   });
 

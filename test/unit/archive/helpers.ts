@@ -24,9 +24,8 @@ export interface Entry {
   mode?: number;
   uid?: number;
   gid?: number;
-  /** Seconds; a fraction is written as a PAX record. */
+  /** Whole seconds (PAX mtime and atime records go in `pax`). */
   mtime?: number;
-  atime?: number;
   linkname?: string;
   devmajor?: number;
   devminor?: number;
@@ -93,8 +92,6 @@ function entryBlocks(e: Entry): Buffer[] {
     if (e.gnu) out.push(header(Buffer.from('././@LongLink'), 'K', link.length + 1, { name: '' }, Buffer.alloc(0)), padded(Buffer.concat([link, Buffer.alloc(1)])));
     else pax.push(paxRecord('linkpath', link));
   }
-  if (e.mtime !== undefined && !Number.isInteger(e.mtime)) pax.push(paxRecord('mtime', Buffer.from(e.mtime.toFixed(9))));
-  if (e.atime !== undefined) pax.push(paxRecord('atime', Buffer.from(String(e.atime))));
   for (const [k, v] of Object.entries(e.xattrs ?? {})) pax.push(paxRecord(`SCHILY.xattr.${k}`, Buffer.from(v)));
   for (const [k, v] of Object.entries(e.pax ?? {})) pax.push(paxRecord(k, Buffer.from(v)));
   if (pax.length) {
@@ -143,7 +140,8 @@ export interface Node {
   rdev?: number;
   ino: number;
   nlink: number;
-  mtimeMs: number;
+  /** Nanoseconds, as a decimal string (JSON has no bigint). */
+  mtimeNs: string;
   xattrs: Record<string, string>;
 }
 
@@ -152,14 +150,14 @@ export function snapshot(dir: string): Map<string, Node> {
   const out = new Map<string, Node>();
   const walk = (rel: string): void => {
     const abs = rel ? join(dir, rel) : dir;
-    const st = lstatSync(abs);
+    const st = lstatSync(abs, { bigint: true });
     const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'socket';
     const xattrs: Record<string, string> = {};
     for (const name of llistxattr(abs).sort()) xattrs[name] = lgetxattr(abs, name)?.toString('hex') ?? '';
-    const node: Node = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: type === 'file' ? st.size : 0, ino: st.ino, nlink: st.nlink, mtimeMs: st.mtimeMs, xattrs };
+    const node: Node = { type, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), size: type === 'file' ? Number(st.size) : 0, ino: Number(st.ino), nlink: Number(st.nlink), mtimeNs: String(st.mtimeNs), xattrs };
     if (type === 'file') node.sha256 = sha256hex(readFileSync(abs));
     if (type === 'symlink') node.target = readlinkSync(abs);
-    if (type === 'char' || type === 'block') node.rdev = st.rdev;
+    if (type === 'char' || type === 'block') node.rdev = Number(st.rdev);
     out.set(rel || '.', node);
     if (type === 'dir') for (const name of readdirSync(abs).sort()) walk(rel ? `${rel}/${name}` : name);
   };
@@ -168,9 +166,9 @@ export function snapshot(dir: string): Map<string, Node> {
 }
 
 /** Snapshot without the fields that change whenever a directory is visited or written (for sentinel comparisons keep them). */
-export function shape(tree: Map<string, Node>): Record<string, Omit<Node, 'ino' | 'mtimeMs'>> {
-  const out: Record<string, Omit<Node, 'ino' | 'mtimeMs'>> = {};
-  for (const [k, { ino: _i, mtimeMs: _m, ...rest }] of tree) out[k] = rest;
+export function shape(tree: Map<string, Node>): Record<string, Omit<Node, 'ino' | 'mtimeNs'>> {
+  const out: Record<string, Omit<Node, 'ino' | 'mtimeNs'>> = {};
+  for (const [k, { ino: _i, mtimeNs: _m, ...rest }] of tree) out[k] = rest;
   return out;
 }
 

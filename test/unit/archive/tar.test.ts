@@ -60,7 +60,7 @@ describe('TarReader', () => {
         ['d/p', 'fifo', 0o644, 0, 0, 0, '', 0, 0, ''],
       ],
     );
-    assert.equal(entries[1]!.mtime, MTIME);
+    assert.equal(entries[1]!.mtime, BigInt(MTIME) * 1_000_000_000n);
     assert.equal(entries[0]!.offset, 0);
     assert.equal(entries[2]!.offset, 1536);
   });
@@ -84,11 +84,11 @@ describe('TarReader', () => {
   it('keeps PAX values as bytes and applies path, linkpath, size, ids and times', async () => {
     const bin = Buffer.from([0x00, 0x80, 0xff, 0x0a, 0x3d]);
     const [e] = await readAll(
-      tar([{ name: 'short', type: 'symlink', linkname: 't', xattrs: { 'security.capability': bin, 'user.a': 'v=w' }, pax: { path: 'p/a/x', linkpath: 'long/target', uid: '5000000', gid: '6', mtime: '1700000000.25', atime: '1700000001', 'comment': 'ignored' } }]),
+      tar([{ name: 'short', type: 'symlink', linkname: 't', xattrs: { 'security.capability': bin, 'user.a': 'v=w' }, pax: { path: 'p/a/x', linkpath: 'long/target', uid: '5000000', gid: '6', mtime: '1700000000.1234567891', atime: '1700000001', comment: 'ignored' } }]),
     );
     assert.equal(e!.name, 'p/a/x');
     assert.equal(e!.linkname, 'long/target');
-    assert.deepEqual([e!.uid, e!.gid, e!.mtime, e!.atime], [5000000, 6, 1700000000.25, 1700000001]);
+    assert.deepEqual([e!.uid, e!.gid, e!.mtime, e!.atime], [5000000, 6, 1700000000123456789n, 1700000001000000000n]);
     assert.deepEqual(e!.xattrs?.map(([k, v]) => [k, v.toString('hex')]), [
       ['security.capability', bin.toString('hex')],
       ['user.a', Buffer.from('v=w').toString('hex')],

@@ -4,12 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { BerthError, isBerthError } from '../../../src/errors.js';
-import { errnoOf, lgetxattr, llistxattr, lsetxattr, mknod, syncfs } from '../../../src/linux/index.js';
+import { errnoOf, futimens, lgetxattr, llistxattr, lsetxattr, lutimens, mknod, syncfs } from '../../../src/linux/index.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 let tmp: { path: string; cleanup(): Promise<void> };
@@ -94,6 +94,37 @@ describe('extended attributes', () => {
     writeFileSync(p('g'), 'x');
     failsWith(() => lsetxattr(p('g'), 'bogus.namespace', Buffer.from('v')), 'UNSUPPORTED', 'EOPNOTSUPP', p('g'));
     assert.throws(() => lsetxattr(p('missing'), 'user.y', Buffer.from('v')), (err: unknown) => err instanceof BerthError && err.message.includes('user.y'));
+  });
+});
+
+describe('times', () => {
+  it('sets times to the nanosecond, on an open file and on a path', () => {
+    writeFileSync(p('t'), 'x');
+    const fd = openSync(p('t'), 'r+');
+    try {
+      futimens(fd, 1800000000000000001n, 1700000000123456789n);
+    } finally {
+      closeSync(fd);
+    }
+    const st = lstatSync(p('t'), { bigint: true });
+    assert.deepEqual([st.atimeNs, st.mtimeNs], [1800000000000000001n, 1700000000123456789n]);
+    lutimens(p('t'), 5n, 999999999n);
+    const st2 = lstatSync(p('t'), { bigint: true });
+    assert.deepEqual([st2.atimeNs, st2.mtimeNs], [5n, 999999999n]);
+  });
+
+  it('sets a symlink\'s own times, not its target\'s', () => {
+    writeFileSync(p('tt'), 'x');
+    symlinkSync(p('tt'), p('tl'));
+    const before = lstatSync(p('tt'), { bigint: true }).mtimeNs;
+    lutimens(p('tl'), 1n, 2000000000n);
+    assert.equal(lstatSync(p('tl'), { bigint: true }).mtimeNs, 2000000000n);
+    assert.equal(lstatSync(p('tt'), { bigint: true }).mtimeNs, before);
+  });
+
+  it('translates errors', () => {
+    failsWith(() => lutimens(p('none'), 0n, 0n), 'NOT_FOUND', 'ENOENT', p('none'));
+    assert.throws(() => futimens(987654, 0n, 0n), (err: unknown) => isBerthError(err) && err.details.errno === 'EBADF');
   });
 });
 

@@ -4,12 +4,11 @@
  * test (a child process SIGKILLed while filling a snapshot).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { execFileSync } from 'node:child_process';
 import { mountAll, overlaySupported, unmount } from '../../../src/mount/index.js';
 import type { Snapshotter } from '../../../src/snapshots/snapshotter.js';
 import { readTree, unmountUnder, type SnapshotterHarness } from '../../suites/snapshotter.js';

@@ -3,12 +3,16 @@ import { execFileSync } from 'node:child_process';
 import { chmod, chown, lstat, mkdtemp, link, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { lgetxattr, lsetxattr } from '../../../src/linux/index.js';
 import { withMounts } from '../../../src/mount/index.js';
 import { NativeSnapshotter } from '../../../src/snapshots/index.js';
 import { snapshotterConformance, unmountUnder } from '../../suites/snapshotter.js';
 import { crashTests, harness, testBase } from './common.js';
 
 const open = (root: string) => NativeSnapshotter.open({ root });
+
+/** A VFS_CAP_REVISION_2 security.capability value granting cap_net_bind_service (bit 10), permitted and effective. */
+const CAP_NET_BIND_SERVICE = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 
 snapshotterConformance('NativeSnapshotter', harness(open));
 crashTests('NativeSnapshotter', open);
@@ -41,6 +45,8 @@ describe('NativeSnapshotter', () => {
       await writeFile(join(d, 'suid'), '#!/bin/sh\n');
       await chown(join(d, 'suid'), 1234, 5678);
       await chmod(join(d, 'suid'), 0o4755);
+      lsetxattr(join(d, 'file'), 'user.berth', Buffer.from('kept'));
+      lsetxattr(join(d, 'suid'), 'security.capability', CAP_NET_BIND_SERVICE);
       await utimes(join(d, 'file'), mtime, mtime);
     });
     await sn.commit('L1', 'a');
@@ -56,6 +62,8 @@ describe('NativeSnapshotter', () => {
       assert.ok((await lstat(join(d, 'fifo'))).isFIFO());
       const s = await lstat(join(d, 'suid'));
       assert.deepEqual([s.uid, s.gid, (s.mode & 0o7777).toString(8)], [1234, 5678, '4755']);
+      assert.equal(lgetxattr(join(d, 'file'), 'user.berth')?.toString(), 'kept');
+      assert.deepEqual(lgetxattr(join(d, 'suid'), 'security.capability'), CAP_NET_BIND_SERVICE);
       await writeFile(join(d, 'file'), 'changed in the child');
     });
     await sn.view('v', 'L1');

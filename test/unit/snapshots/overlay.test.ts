@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { lgetxattr } from '../../../src/linux/index.js';
 import { withMounts } from '../../../src/mount/index.js';
 import { NativeSnapshotter, OverlaySnapshotter } from '../../../src/snapshots/index.js';
 import { rejectsWith } from '../../suites/content.js';
@@ -71,12 +72,15 @@ describe('OverlaySnapshotter', () => {
     await withMounts([m!], mnt, async (d) => {
       await unlink(join(d, 'gone'));
       await writeFile(join(d, 'new'), 'n');
+      await rm(join(d, 'dir'), { recursive: true });
+      await mkdir(join(d, 'dir'));
     });
+    assert.equal(lgetxattr(join(fsOf(m!), 'dir'), 'trusted.overlay.opaque')?.toString(), 'y', 'a replaced lower directory is opaque in the upper directory');
     const wh = await lstat(join(fsOf(m!), 'gone'));
     assert.ok(wh.isCharacterDevice() && wh.rdev === 0, `a deleted lower file is a 0:0 character device in the upper directory (mode ${wh.mode.toString(8)}, rdev ${wh.rdev})`);
-    assert.deepEqual((await readdir(fsOf(m!))).sort(), ['gone', 'new'], 'the upper directory holds only the changes');
+    assert.deepEqual((await readdir(fsOf(m!))).sort(), ['dir', 'gone', 'new'], 'the upper directory holds only the changes');
     const u = await sn.usage('w-b');
-    assert.equal(u.inodes, 3, `root, the whiteout and the new file: ${JSON.stringify(u)}`);
+    assert.equal(u.inodes, 4, `root, the whiteout, the new file and the opaque directory: ${JSON.stringify(u)}`);
     assert.ok(u.size < 50_000, `the lower 50 kB file is not this layer's: ${u.size}`);
   });
 
