@@ -165,17 +165,25 @@ export class ImagePuller {
     if (opts.unpack && !unpacker) throw new BerthError('INTERNAL', 'unpack requested but no unpacker is configured');
     const plan: UnpackPlan | undefined = unpacker ? await unpacker.plan(config.config) : undefined;
     const sem = new Semaphore(this.deps.concurrency ?? 3);
+    const stop = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
     // Layers below the committed snapshot prefix are not needed at all.
     const fetches = manifest.layers.map(async (layer, i) => {
       if (plan && i < plan.committedPrefix) return 0;
       await metadata.leases.addResource(lease.id, { type: 'content', id: layer.digest });
-      return sem.run(() => this.blobs.do(layer.digest, () => this.fetchBlob(fetcher, layer, name, opts.signal)));
+      return sem.run(() => this.blobs.do(layer.digest, () => this.fetchBlob(fetcher, layer, name, signal)));
     });
     // A failure surfaces through whichever await sees it first; the rest must not go unhandled.
     for (const f of fetches) f.catch(() => {});
     let snapshot: Digest | undefined;
-    if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, manifest.config.digest, config.config, plan, (i) => fetches[i]!);
-    const sizes = await Promise.all(fetches);
+    let sizes: number[];
+    try {
+      if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, manifest.config.digest, config.config, plan, (i) => fetches[i]!);
+      sizes = await Promise.all(fetches);
+    } catch (err) {
+      stop.abort(); // no point downloading the rest of an image that failed
+      throw err;
+    }
     fetchedBytes += sizes.reduce((a, b) => a + b, 0);
 
     // Reference labels are written once every blob they name is present.
@@ -240,7 +248,8 @@ export class ImagePuller {
       } catch (err) {
         // Keep the partial data: the next attempt (or the next pull) resumes it.
         await writer.close().catch(() => {});
-        if (!isTransient(err) || attempt >= attempts || signal?.aborted) throw err;
+        if (signal?.aborted) throw new BerthError('CANCELLED', `${name}: download of ${desc.digest} cancelled`, { cause: err });
+        if (!isTransient(err) || attempt >= attempts) throw err;
         this.deps.logger.warn('blob transfer interrupted, resuming', { ref: name, digest: desc.digest, attempt, reason: (err as Error).message });
       }
     }

@@ -148,9 +148,12 @@ export class Unpacker {
     const started = Date.now();
     const mounts = await snapshotter.prepare(key, parent, { labels: { [EXTRACT_PID]: String(this.deps.pid) } });
     try {
-      const res = await withMounts(mounts, this.mountParent, async (dir) =>
-        applyLayer(dir, await content.reader(layer.digest), { compression, diffId, logger }),
-      );
+      const apply = async (dir: string) => applyLayer(dir, await content.reader(layer.digest), { compression, diffId, logger });
+      // A layer without parent is a plain directory (a bind mount): applying
+      // into it directly saves a mount and an unmount; layers on top need
+      // the overlay's merged view for whiteouts and copy-up.
+      const only = mounts.length === 1 ? mounts[0] : undefined;
+      const res = only?.type === 'bind' && !only.options.includes('ro') ? await apply(only.source) : await withMounts(mounts, this.mountParent, apply);
       await snapshotter.commit(chainId, key);
       logger.debug('layer applied', { ref: name, layer: layer.digest, chainId, entries: res.entries, bytes: res.size, ms: Date.now() - started });
     } catch (err) {
