@@ -167,7 +167,7 @@ async function checkBlobs(image: BenchImage, pathOf: (digest: string) => string,
 async function runBerth(ctx: Context): Promise<Sample> {
   const global = ['--root', join(ctx.dest, 'root'), '--state', join(ctx.dest, 'state')];
   const env = { ...process.env, DOCKER_CONFIG: join(ctx.dest, 'docker') };
-  const m = await measure(process.execPath, [berthMain, ...global, 'image', 'pull', ctx.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
+  const m = await measure(process.execPath, [berthMain, ...global, 'image', 'pull', '--no-unpack', ctx.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
   if (m.code !== 0) throw failed(`berth image pull ${ctx.ref}`, m);
   await checkBlobs(ctx.image, (d) => join(ctx.dest, 'root', 'content', 'blobs', 'sha256', d.slice('sha256:'.length)), ctx.first, 'berth');
   if (ctx.first) {

@@ -7,6 +7,7 @@ import { lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { applyLayer } from '../../../src/archive/index.js';
+import { isBerthError } from '../../../src/errors.js';
 import { lgetxattr, llistxattr } from '../../../src/linux/index.js';
 import { chunked, MTIME, sandbox, sha256hex, snapshot, tar, type Entry, type Sandbox } from './helpers.js';
 
@@ -242,6 +243,39 @@ describe('applyLayer: layers over layers', () => {
     await stack([{ name: 's', type: 'symlink', linkname: '/etc/passwd' }], [{ name: 'h', type: 'link', linkname: 's' }]);
     assert.equal(lstatSync(at('h')).ino, lstatSync(at('s')).ino);
     assert.equal(readlinkSync(at('h')), '/etc/passwd');
+  });
+
+  it('paths resolved through a symlink are resolved again once the symlink is removed or replaced', async () => {
+    await stack(
+      [{ name: 't/', type: 'dir' }, { name: 'd/l', type: 'symlink', linkname: '../t' }],
+      [
+        { name: 'a', type: 'symlink', linkname: 't' },
+        { name: 'a/x', content: 'via a' },
+        { name: '.wh.a' },
+        { name: 'a/y', content: 'in a new a' },
+        { name: 'b', type: 'symlink', linkname: 't' },
+        { name: 'b/x2', content: 'via b' },
+        { name: 'b', content: 'b is a file now' },
+        { name: 'd/l/x3', content: 'via d/l' },
+        { name: 'd/.wh..wh..opq' },
+        { name: 'd/l/z', content: 'in a new d/l' },
+      ],
+    );
+    assert.deepEqual(names('t'), ['x', 'x2', 'x3']);
+    assert.ok(lstatSync(at('a')).isDirectory());
+    assert.deepEqual(names('a'), ['y']);
+    assert.equal(readFileSync(at('b'), 'utf8'), 'b is a file now');
+    assert.ok(lstatSync(at('d/l')).isDirectory());
+    assert.deepEqual(names('d/l'), ['z']);
+  });
+
+  it('a path through what became a file is refused', async () => {
+    await fresh();
+    await assert.rejects(box.apply(tar([{ name: 't/', type: 'dir' }, { name: 'b', type: 'symlink', linkname: 't' }, { name: 'b/x', content: 'x' }, { name: 'b', content: 'file' }, { name: 'b/y', content: 'y' }])), (err: unknown) => {
+      assert.ok(isBerthError(err, 'CORRUPT'), String(err));
+      return true;
+    });
+    assert.deepEqual(names('t'), ['x']);
   });
 
   it('a file replaces a file, a symlink and a device node', async () => {
