@@ -89,6 +89,7 @@ export async function applyLayer(root: string, blob: Readable, opts: ApplyOption
   const hash = createHash(alg);
   let size = 0;
   let entries = 0;
+  const started = performance.now();
   const dir = resolve(root);
   if (signal?.aborted) {
     blob.destroy();
@@ -126,6 +127,7 @@ export async function applyLayer(root: string, blob: Readable, opts: ApplyOption
         hint: 'the layer blob does not match the image config; the image is corrupt or was tampered with',
       });
     }
+    logger.debug('layer tar applied', { root, diffId: found, entries, bytes: size, ms: Math.round(performance.now() - started) });
     return { diffId: found, size, entries };
   } catch (err) {
     if (signal?.aborted) throw new BerthError('CANCELLED', `applying a layer to ${root} was cancelled after ${entries} entries`, { cause: err });

@@ -93,6 +93,7 @@ export class TarReader {
         throw corrupt(first === undefined ? 'stream ends inside a header' : 'stream ends after an extended header, before its entry', offset);
       }
       const block = this.take(BLOCK);
+      // The end of the archive. What follows (a second zero block, padding to a record size) is left for drain().
       if (isZero(block)) {
         if (first !== undefined) throw corrupt('end-of-archive marker right after an extended header', offset);
         this.finished = true;
@@ -125,15 +126,15 @@ export class TarReader {
   }
 
   /**
-   * The next piece of the current entry's content, at most `max` bytes, or
-   * undefined when all of it was read. A piece is a view of the decompressed
-   * stream: use it before the next call.
+   * The next piece of the current entry's content (as much as one
+   * decompressed chunk holds), or undefined when all of it was read. A piece
+   * is a view of the decompressed stream: use it before the next call.
    */
-  async read(max = Number.MAX_SAFE_INTEGER): Promise<Buffer | undefined> {
+  async read(): Promise<Buffer | undefined> {
     if (this.remaining === 0) return undefined;
     if (this.buffered === 0 && !(await this.pull())) throw corrupt(`stream ends ${this.remaining} bytes before the end of a file`, this.position);
     const chunk = this.chunks[0]!;
-    const n = Math.min(chunk.length - this.head, this.remaining, max);
+    const n = Math.min(chunk.length - this.head, this.remaining);
     const piece = chunk.subarray(this.head, this.head + n);
     this.advance(n);
     this.remaining -= n;

@@ -81,7 +81,7 @@ function entryBlocks(e: Entry): Buffer[] {
   const flag = e.typeflag ?? FLAGS[e.type ?? 'file'];
   const name = Buffer.from(e.name);
   const link = Buffer.from(e.linkname ?? '');
-  const content = flag === '0' || flag === '\0' || flag === '7' ? Buffer.from(e.content ?? '') : Buffer.from(e.content ?? '');
+  const content = Buffer.from(e.content ?? '');
   const out: Buffer[] = [];
   const pax: Buffer[] = [];
   if (name.length > 100) {
@@ -216,11 +216,7 @@ export async function sandbox(prefix = 'berth-archive'): Promise<Sandbox> {
 function outsideState(dir: string): Record<string, Node> {
   const all = snapshot(dir);
   const out: Record<string, Node> = {};
-  for (const [k, v] of all) {
-    if (k === 'root' || k.startsWith('root/')) continue;
-    // The sandbox directory itself gains nothing but may have atime noise; its mtime must not change.
-    out[k] = v;
-  }
+  for (const [k, v] of all) if (k !== 'root' && !k.startsWith('root/')) out[k] = v;
   return out;
 }
 

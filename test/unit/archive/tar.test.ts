@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isBerthError } from '../../../src/errors.js';
 import { TarReader, type TarEntry } from '../../../src/archive/tar.js';
-import { fixChecksum, MTIME, tar, type Entry } from './helpers.js';
+import { fixChecksum, MTIME, tar } from './helpers.js';
 
 async function* pieces(data: Buffer, size: number): AsyncGenerator<Buffer> {
   for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
@@ -174,4 +174,3 @@ describe('TarReader', () => {
   });
 });
 
-export type { Entry };
