@@ -113,6 +113,17 @@ export class LocalContentStore implements ContentStore {
     return fh.createReadStream({ start, highWaterMark: IO_CHUNK });
   }
 
+  async followIngest(ref: string, size: number, signal: AbortSignal): Promise<Readable | undefined> {
+    let fh: FileHandle;
+    try {
+      fh = await open(join(this.ingestPath(ref), 'data'), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw fsError(err, 'open', join(this.ingestPath(ref), 'data'));
+    }
+    return Readable.from(followFile(fh, size, signal), { objectMode: false });
+  }
+
   async readBytes(digest: Digest, max: number): Promise<Buffer> {
     const fh = await this.openBlob(digest);
     try {
@@ -776,5 +787,28 @@ async function unlinkOptional(path: string): Promise<void> {
     await unlink(path);
   } catch (err) {
     if (errno(err) !== 'ENOENT') throw fsError(err, 'remove', path);
+  }
+}
+
+/** How long a follower sleeps at the end of a growing ingest before reading again. */
+const FOLLOW_POLL_MS = 5;
+
+/** Reads fh from 0 to size, waiting at EOF for the writer to append. Closes fh. */
+async function* followFile(fh: FileHandle, size: number, signal: AbortSignal): AsyncGenerator<Buffer> {
+  try {
+    let pos = 0;
+    while (pos < size) {
+      if (signal.aborted) throw new BerthError('CANCELLED', 'stopped following an ingest', { cause: signal.reason });
+      const buf = Buffer.allocUnsafe(Math.min(IO_CHUNK, size - pos));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) {
+        await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
+        continue;
+      }
+      pos += bytesRead;
+      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
   }
 }

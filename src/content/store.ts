@@ -77,6 +77,15 @@ export interface ContentStore {
   delete(digest: Digest): Promise<void>;
   ingests(): Promise<IngestStatus[]>;
   abortIngest(ref: string): Promise<void>;
+  /**
+   * Streams ingest `ref` from offset 0 as its writer appends, waiting at the
+   * end for more, until `size` bytes were read or `signal` aborts. For using
+   * a blob while it downloads (unpacking): the bytes are NOT verified, so
+   * whatever the caller makes of them must not be trusted until the writer's
+   * commit succeeded. The stream keeps reading the same file after it was
+   * committed (renamed). Undefined when the ingest does not exist.
+   */
+  followIngest(ref: string, size: number, signal: AbortSignal): Promise<Readable | undefined>;
   /** Re-hashes a stored blob: true when its bytes match its name. */
   verify(digest: Digest): Promise<boolean>;
 }

@@ -30,7 +30,7 @@ import {
 } from '../oci/index.js';
 import type { Fetcher, Resolver } from '../remotes/resolver.js';
 import { Semaphore, SingleFlight } from './limit.js';
-import type { Unpacker, UnpackPlan } from './unpack.js';
+import type { LayerSource, Unpacker, UnpackPlan } from './unpack.js';
 
 /**
  * Pulling an image: the first stretch of containerd's data flow. Resolve the
@@ -167,18 +167,42 @@ export class ImagePuller {
     const sem = new Semaphore(this.deps.concurrency ?? 3);
     const stop = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+    // Resolved when a layer's download has opened its ingest, so the
+    // unpacker can follow the bytes as they arrive.
+    const opened = manifest.layers.map(() => {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      return { promise, resolve };
+    });
     // Layers below the committed snapshot prefix are not needed at all.
     const fetches = manifest.layers.map(async (layer, i) => {
       if (plan && i < plan.committedPrefix) return 0;
       await metadata.leases.addResource(lease.id, { type: 'content', id: layer.digest });
-      return sem.run(() => this.blobs.do(layer.digest, () => this.fetchBlob(fetcher, layer, name, signal)));
+      return sem.run(() => this.blobs.do(layer.digest, () => this.fetchBlob(fetcher, layer, name, signal, () => opened[i]!.resolve())));
     });
+    const source = (i: number): LayerSource => {
+      const layer = manifest.layers[i]!;
+      return {
+        done: fetches[i]!,
+        open: async () => {
+          await Promise.race([opened[i]!.promise, fetches[i]!]);
+          // Stop following when the download fails: no more bytes will come.
+          const failed = new AbortController();
+          fetches[i]!.catch(() => failed.abort());
+          const follow = AbortSignal.any([signal, failed.signal]);
+          const following = (await content.info(layer.digest)) ? undefined : await content.followIngest(ingestRef(layer.digest), layer.size, follow);
+          if (following) return following;
+          await fetches[i]; // shared with another pull, or already committed
+          return content.reader(layer.digest);
+        },
+      };
+    };
     // A failure surfaces through whichever await sees it first; the rest must not go unhandled.
     for (const f of fetches) f.catch(() => {});
     let snapshot: Digest | undefined;
     let sizes: number[];
     try {
-      if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, manifest.config.digest, config.config, plan, (i) => fetches[i]!);
+      if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, manifest.config.digest, config.config, plan, source);
       sizes = await Promise.all(fetches);
     } catch (err) {
       stop.abort(); // no point downloading the rest of an image that failed
@@ -219,9 +243,8 @@ export class ImagePuller {
    * Fetches one blob into the content store, resuming from what its ingest
    * holds. Returns the bytes downloaded (0 when the blob was present).
    */
-  private async fetchBlob(fetcher: Fetcher, desc: Descriptor, name: string, signal?: AbortSignal): Promise<number> {
+  private async fetchBlob(fetcher: Fetcher, desc: Descriptor, name: string, signal?: AbortSignal, onStart?: () => void): Promise<number> {
     const { content, events } = this.deps;
-    const ingestRef = `pull-${desc.digest}`;
     const attempts = this.deps.blobAttempts ?? 5;
     if (await content.info(desc.digest)) {
       events.publish({ type: 'pull.layer.done', ref: name, digest: desc.digest, size: desc.size, cached: true });
@@ -229,7 +252,8 @@ export class ImagePuller {
     }
     let downloaded = 0;
     for (let attempt = 1; ; attempt++) {
-      const writer = await content.writer(ingestRef, { digest: desc.digest, size: desc.size });
+      const writer = await content.writer(ingestRef(desc.digest), { digest: desc.digest, size: desc.size });
+      onStart?.();
       try {
         if (writer.offset < desc.size) {
           events.publish({ type: 'pull.layer.start', ref: name, digest: desc.digest, size: desc.size, offset: writer.offset });
@@ -255,6 +279,9 @@ export class ImagePuller {
     }
   }
 }
+
+/** The ingest a pull writes a blob through (resumed by the next pull of it). */
+const ingestRef = (digest: Digest): string => `pull-${digest}`;
 
 /** Picks the index entry for the platform, best rank first; lists what exists when nothing matches. */
 export function selectManifest(index: ImageIndex, platform: Platform, name: string): Descriptor {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { applyLayer } from '../archive/index.js';
 import type { ContentStore } from '../content/store.js';
 import { BerthError, isBerthError } from '../errors.js';
@@ -50,6 +51,17 @@ export interface UnpackerDeps {
 /** Label on extraction snapshots naming the process that applies them. */
 const EXTRACT_PID = 'berth.io/extract.pid';
 const EXTRACT_PREFIX = 'extract-';
+
+/** Where a layer's bytes come from while unpacking. */
+export interface LayerSource {
+  /**
+   * The layer blob's bytes, possibly while they still download: NOT
+   * verified. Nothing made of them is committed before `done` resolved.
+   */
+  open(): Promise<Readable>;
+  /** Resolves once the blob is committed, i.e. verified, in the content store. */
+  done: Promise<unknown>;
+}
 
 export interface UnpackPlan {
   chainIds: Digest[];
@@ -103,10 +115,10 @@ export class Unpacker {
   }
 
   /**
-   * Applies layers [plan.committedPrefix, n) in order. `blob(i)` resolves
-   * once layer i's blob is in the content store (it may still be
-   * downloading when this is called). Records the top chain ID on the
-   * config (`configDigest`) as a snapshot reference and returns it.
+   * Applies layers [plan.committedPrefix, n) in order, layer i from
+   * `source(i)` — while it downloads, when the caller can stream it. Records
+   * the top chain ID on the config (`configDigest`) as a snapshot reference
+   * and returns it.
    */
   async unpack(
     name: string,
@@ -114,16 +126,15 @@ export class Unpacker {
     configDigest: Digest,
     config: ImageConfig,
     plan: UnpackPlan,
-    blob: (i: number) => Promise<unknown>,
+    source: (i: number) => LayerSource,
   ): Promise<Digest> {
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== layers.length) {
       throw new BerthError('INVALID_MANIFEST', `${name}: ${layers.length} layers but ${diffIds.length} diff_ids in the config`);
     }
     for (let i = plan.committedPrefix; i < layers.length; i++) {
-      await blob(i);
       const chainId = plan.chainIds[i]!;
-      await this.extracting.do(chainId, () => this.applyOne(name, layers[i]!, diffIds[i]!, chainId, i === 0 ? undefined : plan.chainIds[i - 1]));
+      await this.extracting.do(chainId, () => this.applyOne(name, layers[i]!, diffIds[i]!, chainId, i === 0 ? undefined : plan.chainIds[i - 1], source(i)));
     }
     const top = plan.chainIds[plan.chainIds.length - 1];
     if (!top) throw new BerthError('INVALID_MANIFEST', `${name}: image has no layers`);
@@ -134,32 +145,51 @@ export class Unpacker {
 
   /** Unpacks an image whose blobs are all in the content store (after an import). */
   async unpackStored(name: string, manifest: ImageManifest, config: ImageConfig): Promise<Digest> {
-    return this.unpack(name, manifest.layers, manifest.config.digest, config, await this.plan(config), async () => {});
+    const { content } = this.deps;
+    return this.unpack(name, manifest.layers, manifest.config.digest, config, await this.plan(config), (i) => ({
+      open: () => content.reader(manifest.layers[i]!.digest),
+      done: Promise.resolve(),
+    }));
   }
 
-  private async applyOne(name: string, layer: Descriptor, diffId: Digest, chainId: Digest, parent: Digest | undefined): Promise<void> {
+  private async applyOne(name: string, layer: Descriptor, diffId: Digest, chainId: Digest, parent: Digest | undefined, source: LayerSource): Promise<void> {
     const { snapshotter, content, logger } = this.deps;
+    source.done.catch(() => {}); // observed below; a download failure must not go unhandled meanwhile
     if (await this.isCommitted(chainId)) return; // another unpack committed it meanwhile
     await this.recoverMounts(); // before removeStale: a stale snapshot may still be mounted
     await this.removeStale(chainId);
     const compression = layerCompression(layer.mediaType);
     if (!compression) throw new BerthError('UNSUPPORTED', `${name}: layer ${layer.digest} has unknown media type ${layer.mediaType}`);
-    const key = `${EXTRACT_PREFIX}${randomBytes(6).toString('hex')}-${chainId}`;
     const started = Date.now();
-    const mounts = await snapshotter.prepare(key, parent, { labels: { [EXTRACT_PID]: String(this.deps.pid) } });
+    const attempt = async (open: () => Promise<Readable>): Promise<void> => {
+      const key = `${EXTRACT_PREFIX}${randomBytes(6).toString('hex')}-${chainId}`;
+      const mounts = await snapshotter.prepare(key, parent, { labels: { [EXTRACT_PID]: String(this.deps.pid) } });
+      try {
+        const apply = async (dir: string) => applyLayer(dir, await open(), { compression, diffId, logger });
+        // A layer without parent is a plain directory (a bind mount): applying
+        // into it directly saves a mount and an unmount; layers on top need
+        // the overlay's merged view for whiteouts and copy-up.
+        const only = mounts.length === 1 ? mounts[0] : undefined;
+        const res = only?.type === 'bind' && !only.options.includes('ro') ? await apply(only.source) : await withMounts(mounts, this.mountParent, apply);
+        await source.done; // the blob verified: only now may its snapshot be committed
+        await snapshotter.commit(chainId, key);
+        logger.debug('layer applied', { ref: name, layer: layer.digest, chainId, entries: res.entries, bytes: res.size, ms: Date.now() - started });
+      } catch (err) {
+        await snapshotter.remove(key).catch((e) => logger.warn('could not remove a failed extraction snapshot', { key, error: String(e) }));
+        throw err;
+      }
+    };
     try {
-      const apply = async (dir: string) => applyLayer(dir, await content.reader(layer.digest), { compression, diffId, logger });
-      // A layer without parent is a plain directory (a bind mount): applying
-      // into it directly saves a mount and an unmount; layers on top need
-      // the overlay's merged view for whiteouts and copy-up.
-      const only = mounts.length === 1 ? mounts[0] : undefined;
-      const res = only?.type === 'bind' && !only.options.includes('ro') ? await apply(only.source) : await withMounts(mounts, this.mountParent, apply);
-      await snapshotter.commit(chainId, key);
-      logger.debug('layer applied', { ref: name, layer: layer.digest, chainId, entries: res.entries, bytes: res.size, ms: Date.now() - started });
+      await attempt(() => source.open());
     } catch (err) {
-      await snapshotter.remove(key).catch((e) => logger.warn('could not remove a failed extraction snapshot', { key, error: String(e) }));
       if (isBerthError(err) && err.code === 'ALREADY_EXISTS' && (await this.isCommitted(chainId))) return; // lost a race to commit
-      throw err;
+      // A download failure is the real error, whatever the apply made of its bytes.
+      await source.done;
+      // The blob is verified now, so the streamed bytes were not what it holds
+      // (the download restarted underneath): apply the verified blob once more.
+      if (!isBerthError(err) || err.code === 'CANCELLED') throw err;
+      logger.warn('applying a layer while it downloaded failed; applying the verified blob', { ref: name, layer: layer.digest, error: err.message });
+      await attempt(() => content.reader(layer.digest));
     }
   }
 

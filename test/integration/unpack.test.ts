@@ -15,6 +15,7 @@ import { assembleImage, busyboxImage, makeImage, makeLayer, rawBlob, type Fixtur
 import { openTestSystem, runBerth, startBerth } from '../helpers/berth.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { pushImage } from '../helpers/push.js';
+import { withSnapshotView } from '../helpers/snapshot-view.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -131,6 +132,36 @@ describe('pull with unpack', () => {
         assert.ok(!logs.some((l) => l.msg === 'layer applied'), 'a layer was applied again');
       } finally {
         await sys.close();
+      }
+    }));
+
+  test('faults while a layer is applied as it downloads: the committed tree is still right', () =>
+    withRoot(async (root) => {
+      const noise = Buffer.alloc(3 << 20);
+      for (let i = 0; i < noise.length; i += 4) noise.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 9)) >>> 0, i);
+      const img = await makeImage({
+        layers: [[{ path: 'keep', content: 'k\n' }, { path: 'drop', content: 'd\n' }], [{ path: '.wh.drop', content: '' }, { path: 'noise.bin', content: noise }]],
+        compression: 'none',
+      });
+      await pushImage(reg.url, 'unpack/stream', 'v1', img);
+      const big = img.layers[1]!.digest;
+      for (const faults of [
+        [{ kind: 'cut' as const, afterBytes: 1 << 20 }],
+        [{ kind: 'cut' as const, afterBytes: 1 << 20 }, { kind: 'ignoreRange' as const }],
+      ]) {
+        proxy.clearFaults();
+        for (const f of faults) proxy.addFault({ ...f, path: new RegExp(`/blobs/${big}$`), times: 1 });
+        const dir = join(root, `r${faults.length}`);
+        const res = await runBerth(dir, ['image', 'pull', `${proxy.host}/unpack/stream:v1`]);
+        proxy.clearFaults();
+        assert.equal(res.code, 0, res.stderr);
+        assert.ok(!(await snapshots(dir)).some((s) => s.kind === 'active'));
+        // The committed snapshot itself, not a fresh unpack from the verified blobs.
+        await withSnapshotView(dir, chainIds(img.diffIds).at(-1)!, join(dir, 'view'), async (view) => {
+          assert.equal(sha(await readFile(join(view, 'noise.bin'))), sha(noise));
+          assert.equal(await readFile(join(view, 'keep'), 'utf8'), 'k\n');
+          await assert.rejects(lstat(join(view, 'drop')), /ENOENT/);
+        });
       }
     }));
 

@@ -75,6 +75,36 @@ export function contentStoreConformance(name: string, makeStore: () => Promise<C
       await h.cleanup();
     });
 
+    it('followIngest streams an ingest while it is written, through its commit', async () => {
+      const data = testBytes(3 << 20, 'follow');
+      const d = sha256(data);
+      assert.equal(await store.followIngest('no-such-ref', 10, new AbortController().signal), undefined);
+      const w = await store.writer('follow-ref', { digest: d, size: data.length });
+      const sink = w.stream();
+      const firstHalf = new Promise<void>((r) => sink.write(data.subarray(0, 1 << 20), () => r()));
+      await firstHalf;
+      const follower = await store.followIngest('follow-ref', data.length, new AbortController().signal);
+      assert.ok(follower, 'an open ingest can be followed');
+      const got = collect(follower);
+      // The rest arrives later, and the blob is committed (renamed) while being followed.
+      await new Promise((r) => setTimeout(r, 30));
+      await new Promise<void>((resolve, reject) => sink.end(data.subarray(1 << 20), () => resolve()).on('error', reject));
+      await w.commit();
+      assert.deepEqual(await got, data);
+    });
+
+    it('followIngest stops with CANCELLED when its signal aborts', async () => {
+      const data = testBytes(1 << 20, 'abort');
+      const w = await store.writer('abort-ref', { digest: sha256(data), size: data.length });
+      await new Promise<void>((r) => w.stream().write(data.subarray(0, 1000), () => r()));
+      const ac = new AbortController();
+      const follower = (await store.followIngest('abort-ref', data.length, ac.signal))!;
+      const got = collect(follower);
+      setTimeout(() => ac.abort(), 30);
+      await rejectsWith(got, 'CANCELLED');
+      await w.abort();
+    });
+
     it('round-trips put, info, reader, readBytes, list and delete', async () => {
       const a = testBytes(100_000, 'a');
       const b = testBytes(10, 'b');
