@@ -1,10 +1,7 @@
-import { mkdir, open as openFile } from 'node:fs/promises';
-import { arch, endianness } from 'node:os';
-import { dirname, join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
 import { BerthError } from '../errors.js';
+import { commitCause, openDurableEnv, syncEntries, translateLmdbError } from '../lmdb/index.js';
 import type { SnapshotKind } from './snapshotter.js';
-import { syncDir } from './sync.js';
 
 /**
  * The snapshot tree of one snapshotter, in its own LMDB environment (<root>/metadata):
@@ -13,11 +10,8 @@ import { syncDir } from './sync.js';
  * name (committed) to its record; the snapshot's directory is
  * <root>/snapshots/<id>. Values are JSON.
  *
- * Durability is that of metadata/lmdb.ts, for the same reasons:
- * `overlappingSync: false` (a commit resolves only once it is on disk),
- * `eventTurnBatching: false`, every write one child transaction that
- * re-reads what it changes, and the data file's header checked before LMDB
- * opens it (lmdb-js crashes the process on a file LMDB refuses).
+ * Durability is lmdb/'s: every write is one child transaction that
+ * re-reads what it changes and resolves once the commit is on disk.
  */
 
 export interface SnapshotRecord {
@@ -40,7 +34,6 @@ export interface RecordTxn {
 }
 
 const SCHEMA_VERSION = 1;
-const MAX_KEY_BYTES = 1024;
 
 export class SnapshotRecords {
   private closing: Promise<void> | undefined;
@@ -58,9 +51,7 @@ export class SnapshotRecords {
    */
   static async open(path: string, driver: string): Promise<SnapshotRecords> {
     try {
-      await mkdir(path, { recursive: true, mode: 0o700 });
-      const fresh = !(await checkDataFile(join(path, 'data.mdb')));
-      const root = open({ path, maxDbs: 4, overlappingSync: false, eventTurnBatching: false });
+      const { root, fresh, created } = await openDurableEnv(path, { maxDbs: 4, names: { file: 'snapshot records file', restoreHint: restoreHint(path) } });
       try {
         const meta = root.openDB<unknown, string>('meta', { encoding: 'json' });
         const records = new SnapshotRecords(root, root.openDB<SnapshotRecord, string>('snapshots', { encoding: 'json' }), path);
@@ -85,8 +76,7 @@ export class SnapshotRecords {
             details: { path, found: found.version },
           });
         }
-        // LMDB syncs its file, not the directory entries that make a new environment findable after a power cut.
-        if (fresh) for (const dir of [path, dirname(path)]) await syncDir(dir);
+        if (fresh) await syncEntries(path, created);
         return records;
       } catch (err) {
         await root.close();
@@ -138,83 +128,10 @@ export class SnapshotRecords {
   }
 }
 
-export function checkKey(s: unknown, what: string): asserts s is string {
-  if (typeof s !== 'string' || s.length === 0) throw new BerthError('INVALID_ARGUMENT', `${what} must be a non-empty string, got ${JSON.stringify(s)}`);
-  if (Buffer.byteLength(s) > MAX_KEY_BYTES) throw new BerthError('INVALID_ARGUMENT', `${what} is longer than ${MAX_KEY_BYTES} bytes: ${JSON.stringify(s.slice(0, 64))}...`);
-}
-
-export function checkLabels(labels: Record<string, string> | undefined, what: string): Record<string, string> {
-  if (labels === undefined) return {};
-  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new BerthError('INVALID_ARGUMENT', `${what} must be an object of strings`);
-  for (const [key, value] of Object.entries(labels)) {
-    if (key === '' || typeof value !== 'string') throw new BerthError('INVALID_ARGUMENT', `${what}: label ${JSON.stringify(key)} must have a non-empty key and a string value`);
-  }
-  return { ...labels };
-}
-
-/** lmdb-js rejects a failed commit with a generic error whose `commitError` promise holds the cause. */
-async function commitCause(err: unknown): Promise<unknown> {
-  const inner = (err as { commitError?: unknown } | null)?.commitError;
-  if (!(inner instanceof Promise)) return err;
-  return inner.then(
-    () => err,
-    (cause: unknown) => cause,
-  );
-}
-
 function translate(err: unknown, path: string, what: string): BerthError {
-  if (err instanceof BerthError) return err;
-  const code = (err as { code?: unknown } | null)?.code;
-  const text = err instanceof Error ? err.message : String(err);
-  const details = { path, ...(code !== undefined ? { code } : {}) };
-  const full = code === -30792 || code === -30788 || code === 'ENOSPC' || code === 28 || code === 'EDQUOT';
-  if (full) return new BerthError('UNAVAILABLE', `${what}: ${text} (${path})`, { cause: err, details, hint: `free disk space on the file system of ${path} and retry` });
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-    return new BerthError('INVALID_ARGUMENT', `${what}: ${text} (${path})`, { cause: err, details, hint: `berth needs to read and write ${path}; check its permissions or choose another --root` });
-  }
-  if (err instanceof SyntaxError || (typeof code === 'number' && code <= -30778 && code >= -30796)) {
-    return new BerthError('CORRUPT', `${what}: ${text} (${path})`, { cause: err, details, hint: restoreHint(path) });
-  }
-  return new BerthError('INTERNAL', `${what}: ${text} (${path})`, { cause: err, details });
+  return translateLmdbError(err, path, what, { where: path, restoreHint: restoreHint(path) });
 }
 
 function restoreHint(path: string): string {
   return `the snapshot records at ${path} are damaged: move the snapshotter's root aside (images will be unpacked again)`;
-}
-
-/**
- * The check of metadata/lmdb.ts's checkDataFile, kept apart because
- * snapshots/ may not import metadata/: the first meta page of an existing
- * data.mdb must be an LMDB meta page of data format 2 with a sane page size,
- * and the file must hold both meta pages. False when there is no environment yet.
- */
-async function checkDataFile(file: string): Promise<boolean> {
-  let fh;
-  try {
-    fh = await openFile(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-  try {
-    const { size } = await fh.stat();
-    if (size === 0) return false;
-    const w = arch().endsWith('64') ? 8 : 4;
-    const buf = Buffer.alloc(4 * w + 20);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    const le = endianness() === 'LE';
-    const u16 = (at: number) => (le ? buf.readUInt16LE(at) : buf.readUInt16BE(at));
-    const u32 = (at: number) => (le ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
-    const corrupt = (what: string) => new BerthError('CORRUPT', `snapshot records file ${file} ${what}`, { hint: restoreHint(file), details: { path: file } });
-    if (bytesRead < buf.length) throw corrupt(`is truncated (${size} bytes)`);
-    if (!(u16(2 * w + 2) & 0x08) || u32(2 * w + 8) !== 0xbeefc0de) throw corrupt('is not an LMDB environment');
-    const version = u32(2 * w + 12) & 0xffff;
-    if (version !== 2) throw new BerthError('UNSUPPORTED', `snapshot records file ${file} has LMDB data format ${version}, this berth reads format 2`, { details: { path: file } });
-    const pageSize = u32(4 * w + 16);
-    if (pageSize < 256 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) throw corrupt(`has an invalid page size ${pageSize}`);
-    if (size < 2 * pageSize) throw corrupt(`is truncated (${size} bytes, page size ${pageSize})`);
-    return true;
-  } finally {
-    await fh.close();
-  }
 }

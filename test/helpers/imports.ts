@@ -32,6 +32,8 @@ export const LAYERS: Readonly<Record<string, number>> = {
   events: 0,
   // System calls Node lacks (mknod, xattrs, syncfs): below the adapters so each may use them.
   linux: 0.5,
+  // Opening an LMDB environment durably, and its errors: shared by metadata/ and snapshots/.
+  lmdb: 0.5,
   content: 1,
   metadata: 1,
   snapshots: 1,
@@ -51,7 +53,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
 };
 
 /** Which of LAYERS are folders (the rest are single files directly under src/). */
-const FOLDERS = new Set(['oci', 'linux', 'content', 'metadata', 'snapshots', 'mount', 'archive', 'remotes', 'runtime', 'manifests', 'images', 'containers', 'gc', 'reconcile', 'cli', 'api']);
+const FOLDERS = new Set(['oci', 'linux', 'lmdb', 'content', 'metadata', 'snapshots', 'mount', 'archive', 'remotes', 'runtime', 'manifests', 'images', 'containers', 'gc', 'reconcile', 'cli', 'api']);
 
 /**
  * Same-layer imports the table allows besides layer 0's: main.ts is the

@@ -4,7 +4,8 @@ import { chmod, mkdir, open as openFile, stat, truncate, writeFile } from 'node:
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { open } from 'lmdb';
-import { commitCause, LmdbMetadataStore, SCHEMA_VERSION, translateError } from '../../../src/metadata/lmdb.js';
+import { commitCause } from '../../../src/lmdb/index.js';
+import { LmdbMetadataStore, SCHEMA_VERSION, translateError } from '../../../src/metadata/lmdb.js';
 import type { MetadataStore } from '../../../src/metadata/store.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { MediaType } from '../../../src/oci/mediatype.js';
