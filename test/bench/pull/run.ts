@@ -31,6 +31,7 @@ import { benchLayers, DEFAULT_CACHE_DIR, GZIP_LEVEL } from '../common/layers.js'
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
+import { failed, mib, pad, positiveInt } from '../common/report.js';
 
 const CONTENDERS = ['berth', 'curl', 'ctr'] as const;
 type Contender = (typeof CONTENDERS)[number];
@@ -78,16 +79,6 @@ function usage(): never {
   process.exit(2);
 }
 
-function positiveInt(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} must be a positive integer, not ${JSON.stringify(v)}`);
-    usage();
-  }
-  return n;
-}
-
 function options(): Options {
   let values;
   try {
@@ -114,9 +105,9 @@ function options(): Options {
     usage();
   }
   return {
-    rounds: positiveInt(values.rounds, 'rounds', 3),
-    layers: positiveInt(values.layers, 'layers', 8),
-    layerMib: positiveInt(values['layer-mib'], 'layer-mib', 128),
+    rounds: positiveInt(values.rounds, 'rounds', 3, usage),
+    layers: positiveInt(values.layers, 'layers', 8, usage),
+    layerMib: positiveInt(values['layer-mib'], 'layer-mib', 128, usage),
     // Canonical order, whatever order --only listed them in.
     only: CONTENDERS.filter((c) => only.includes(c)),
     json: values.json,
@@ -130,15 +121,6 @@ function preflight(opts: Options): void {
   const need: Record<Contender, string[]> = { berth: [berthMain], curl: ['/usr/bin/curl'], ctr: ['/usr/bin/containerd', CTR] };
   for (const f of [GNU_TIME, '/usr/bin/docker-registry', ...opts.only.flatMap((c) => need[c])]) if (!existsSync(f)) missing.push(f);
   if (missing.length) throw new Error(`cannot run: missing ${missing.join(', ')} (Debian packages: time, curl, containerd, docker-registry; berth: npx tsc -p .)`);
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
-}
-
-function failed(what: string, m: Measured): Error {
-  const how = m.signal ? `was killed by ${m.signal}` : `exited with ${m.code}`;
-  return new Error(`${what} ${how}:\n${(m.stderrTail || m.stdoutTail).trimEnd().split('\n').slice(-15).join('\n')}`);
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -283,11 +265,6 @@ function targets(s: Map<Contender, Summary>): Target[] {
     { name: 'berth / curl  median wall', limit: `<= ${TARGETS.vsCurl.toFixed(1)}x`, value: vsCurl, unit: 'x', pass: vsCurl === undefined ? undefined : vsCurl <= TARGETS.vsCurl },
     { name: 'berth peak RSS (median)', limit: `< ${TARGETS.rssMB} MB`, value: rss, unit: ' MB', pass: rss === undefined ? undefined : rss < TARGETS.rssMB },
   ];
-}
-
-function pad(cells: string[][]): string {
-  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
 }
 
 interface Machine {

@@ -48,6 +48,7 @@ import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measur
 import { smallFilesLayer } from '../common/smallfiles.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
+import { failed, mib, pad, positiveInt } from '../common/report.js';
 
 const execFileP = promisify(execFile);
 
@@ -113,16 +114,6 @@ function usage(): never {
   process.exit(2);
 }
 
-function positiveInt(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} must be a positive integer, not ${JSON.stringify(v)}`);
-    usage();
-  }
-  return n;
-}
-
 function list<T extends string>(v: string | undefined, all: readonly T[], name: string, alias: (s: string) => string = (s) => s): T[] {
   if (v === undefined) return [...all];
   const picked = v.split(',').map((s) => alias(s.trim())).filter(Boolean);
@@ -159,11 +150,11 @@ function options(): Options {
   // Sets by letter or by name: "a,c" or "big,debian".
   const byName = (s: string): string => Object.entries(SETS).find(([, n]) => n === s)?.[0] ?? s;
   return {
-    rounds: positiveInt(values.rounds, 'rounds', 3),
+    rounds: positiveInt(values.rounds, 'rounds', 3, usage),
     sets: list(values.sets, Object.keys(SETS) as SetKey[], 'sets', byName),
     only: list(values.only, CONTENDERS, 'only'),
-    layerMib: positiveInt(values['layer-mib'], 'layer-mib', 128),
-    files: positiveInt(values.files, 'files', 100_000),
+    layerMib: positiveInt(values['layer-mib'], 'layer-mib', 128, usage),
+    files: positiveInt(values.files, 'files', 100_000, usage),
     verify: !values['no-verify'],
     json: values.json,
     cacheDir: values['cache-dir'] ?? DEFAULT_CACHE_DIR,
@@ -208,15 +199,6 @@ async function probeOverlayOnTmpfs(parent: string): Promise<string> {
   } finally {
     await fs.unmount();
   }
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
-}
-
-function failed(what: string, m: Measured): Error {
-  const how = m.signal ? `was killed by ${m.signal}` : `exited with ${m.code}`;
-  return new Error(`${what} ${how}:\n${(m.stderrTail || m.stdoutTail).trimEnd().split('\n').slice(-15).join('\n')}`);
 }
 
 function topChainId(image: BenchImage): Digest {
@@ -340,11 +322,6 @@ function targets(set: SetKey, s: Summary[]): Target[] {
     { set, name: `${SETS[set]}: berth / ctr median wall`, limit: `<= ${TARGETS.vsCtr.toFixed(1)}x`, value: vsCtr, unit: 'x', pass: vsCtr === undefined ? undefined : vsCtr <= TARGETS.vsCtr },
     { set, name: `${SETS[set]}: berth peak RSS (max)`, limit: `< ${TARGETS.rssMB} MB`, value: rss, unit: ' MB', pass: rss === undefined ? undefined : rss < TARGETS.rssMB },
   ];
-}
-
-function pad(cells: string[][]): string {
-  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
 }
 
 function setReport(set: BenchSet, summaries: Summary[]): string[] {
