@@ -72,9 +72,9 @@ export function parseCommandLine(argv: string[], commands: ReadonlyMap<string, O
   try {
     parsed = parseArgs({ args: rest, options: spec, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new BerthError('INVALID_ARGUMENT', (err as Error).message, {
-      hint: `run: berth ${command.length ? command.join(' ') + ' ' : ''}--help`,
-    });
+    const where = command.length ? `berth ${command.join(' ')}` : 'berth';
+    const unknown = (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'([^']+)'/.exec((err as Error).message)?.[1] : undefined;
+    throw new BerthError('INVALID_ARGUMENT', unknown ? `unknown option ${unknown} for ${where}` : (err as Error).message, { hint: `run: ${where} --help` });
   }
   return { command, values: parsed.values, positionals: parsed.positionals, passthrough };
 }

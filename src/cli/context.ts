@@ -1,3 +1,4 @@
+import { BerthError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Platform } from '../oci/platform.js';
 import type { System } from '../system.js';
@@ -37,6 +38,15 @@ export interface Command {
   options?: import('./args.js').OptionSpec;
   /** Returns the exit code. */
   run(ctx: CommandContext): Promise<number>;
+}
+
+/** Exactly n positional arguments, or INVALID_ARGUMENT showing the usage. */
+export function positionals(ctx: CommandContext, n: number, usage: string): string[] {
+  const args = ctx.line.positionals;
+  if (args.length !== n) {
+    throw new BerthError('INVALID_ARGUMENT', `expected ${n === 1 ? 'one argument' : `${n} arguments`}, got ${args.length}`, { hint: `usage: ${usage}` });
+  }
+  return args;
 }
 
 export function writeJSON(out: Output, value: unknown): void {

@@ -5,16 +5,10 @@ import { ImageExporter, ImageImporter } from '../images/index.js';
 import { formatPlatform, parsePlatform } from '../oci/platform.js';
 import type { System } from '../system.js';
 import type { Command, CommandContext } from './context.js';
-import { writeJSON } from './context.js';
+import { positionals, writeJSON } from './context.js';
 import { formatBytes } from './format.js';
 
 /** `berth image import|export`: images to and from files, the air-gap path. */
-
-function positionals(ctx: CommandContext, n: number, usage: string): string[] {
-  const args = ctx.line.positionals;
-  if (args.length !== n) throw new BerthError('INVALID_ARGUMENT', `expected ${n === 1 ? 'one argument' : `${n} arguments`}, got ${args.length}`, { hint: `usage: ${usage}` });
-  return args;
-}
 
 function importer(sys: System, ctx: CommandContext): ImageImporter {
   return new ImageImporter({ content: sys.content, metadata: sys.metadata, events: sys.events, logger: sys.logger.child({ module: 'images' }), hostPlatform: ctx.proc.hostPlatform });

@@ -3,16 +3,14 @@ import { BerthError } from '../errors.js';
 import { createBundle, writeRootfs } from '../images/index.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Command, CommandContext } from './context.js';
-import { writeJSON } from './context.js';
+import { positionals, writeJSON } from './context.js';
 import { formatBytes, table } from './format.js';
 import { PullProgress } from './progress.js';
 
 /** `berth image …`: pull, ls, inspect, rm. */
 
 function oneRef(ctx: CommandContext, usage: string): string {
-  const [ref, ...extra] = ctx.line.positionals;
-  if (!ref || extra.length) throw new BerthError('INVALID_ARGUMENT', `expected exactly one image reference`, { hint: `usage: ${usage}` });
-  return ref;
+  return positionals(ctx, 1, usage)[0]!;
 }
 
 const pull: Command = {
@@ -76,18 +74,12 @@ const rm: Command = {
   },
 };
 
-function refAndDir(ctx: CommandContext, usage: string): [string, string] {
-  const [ref, dir, ...extra] = ctx.line.positionals;
-  if (!ref || !dir || extra.length) throw new BerthError('INVALID_ARGUMENT', 'expected an image reference and a directory', { hint: `usage: ${usage}` });
-  return [ref, dir];
-}
-
 const unpack: Command = {
   name: 'image unpack',
   usage: 'berth image unpack REF DIR',
   summary: "write the image's root filesystem to DIR as a plain directory",
   async run(ctx) {
-    const [ref, dir] = refAndDir(ctx, this.usage);
+    const [ref, dir] = positionals(ctx, 2, this.usage) as [string, string];
     const sys = await ctx.system();
     await writeRootfs(sys.content, await sys.images.inspect(ref), resolve(dir), sys.logger);
     ctx.proc.stdout.write(`${resolve(dir)}\n`);
