@@ -1,8 +1,9 @@
 /**
  * The demo (until the reconciler exists): build images from busybox-static in
  * code, start Debian's docker-registry on a free loopback port, push the images,
- * then drive the real `berth` CLI: pull (with progress), pull another platform
- * from an index, list, inspect and verify.
+ * then drive the real `berth` CLI: pull and unpack (with progress), pull another
+ * platform from an index, list, write a bundle and run its busybox, export to
+ * an OCI archive and import it into a second root (the air-gap path), verify.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,10 +18,11 @@ const berthMain = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'ma
 const root = mkdtempSync(join(tmpdir(), 'berth-demo-'));
 const state = join(root, 'run');
 
-function berth(...args: string[]): void {
+function berthIn(lib: string, ...args: string[]): void {
   console.log(`\n$ berth ${args.join(' ')}`);
-  execFileSync(process.execPath, [berthMain, '--root', join(root, 'lib'), '--state', state, ...args], { stdio: 'inherit' });
+  execFileSync(process.execPath, [berthMain, '--root', join(root, lib), '--state', state, ...args], { stdio: 'inherit' });
 }
+const berth = (...args: string[]): void => berthIn('lib', ...args);
 
 const registry = await startRegistry();
 try {
@@ -35,6 +37,15 @@ try {
   berth('image', 'pull', '--platform', 'linux/arm64', `${registry.host}/demo/multi:1.0`);
   berth('image', 'pull', `${registry.host}/demo/busybox:1.0`);
   berth('image', 'ls');
+  const bundle = join(root, 'bundle');
+  berth('bundle', 'create', '--image', `${registry.host}/demo/busybox:1.0`, bundle);
+  console.log(`\n$ ${bundle}/rootfs/bin/busybox echo ...`);
+  execFileSync(join(bundle, 'rootfs/bin/busybox'), ['echo', 'hello from the unpacked image'], { stdio: 'inherit' });
+  const archive = join(root, 'busybox.oci.tar');
+  berth('image', 'export', `${registry.host}/demo/busybox:1.0`, archive);
+  console.log(`\n(a second, empty root: the device on the other side of the air gap)`);
+  berthIn('device', 'image', 'import', archive);
+  berthIn('device', 'image', 'ls');
   berth('content', 'verify');
 } finally {
   await registry.stop();
