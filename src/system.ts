@@ -114,8 +114,8 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
         }),
     ));
   const getPuller = (): Promise<ImagePuller> =>
-    (puller ??= Promise.all([getResolver(), getUnpacker()]).then(
-      ([r, u]) =>
+    (puller ??= getResolver().then(
+      (r) =>
         new ImagePuller({
           content,
           metadata,
@@ -123,7 +123,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
           events,
           logger: logger.child({ module: 'images' }),
           hostPlatform: opts.hostPlatform,
-          unpacker: u,
+          unpacker: getUnpacker,
           ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
         }),
     ));

@@ -79,7 +79,8 @@ export interface PullerDeps {
   logger: Logger;
   /** Used when PullOptions.platform is absent. */
   hostPlatform: Platform;
-  unpacker?: Unpacker;
+  /** Opened on the first pull that unpacks (opening the snapshotter costs a mount probe). */
+  unpacker?: () => Promise<Unpacker>;
   /** Parallel blob downloads (default 3). */
   concurrency?: number;
   /** Attempts per blob when the connection breaks mid-transfer (default 5). */
@@ -161,8 +162,8 @@ export class ImagePuller {
       log.warn('image platform does not match the host', { image: formatPlatform(pulledPlatform), host: formatPlatform(platform) });
     }
 
-    const unpacker = opts.unpack ? this.deps.unpacker : undefined;
-    if (opts.unpack && !unpacker) throw new BerthError('INTERNAL', 'unpack requested but no unpacker is configured');
+    if (opts.unpack && !this.deps.unpacker) throw new BerthError('INTERNAL', 'unpack requested but no unpacker is configured');
+    const unpacker = opts.unpack ? await this.deps.unpacker?.() : undefined;
     const plan: UnpackPlan | undefined = unpacker ? await unpacker.plan(config.config) : undefined;
     const sem = new Semaphore(this.deps.concurrency ?? 3);
     const stop = new AbortController();
