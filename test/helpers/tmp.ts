@@ -8,3 +8,13 @@ export async function tempDir(prefix: string): Promise<{ path: string; cleanup()
   await chmod(path, 0o700);
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
+
+/** Runs fn with a fresh temporary directory, removed afterwards whatever fn does. */
+export async function withTempDir<T>(prefix: string, fn: (path: string) => Promise<T>): Promise<T> {
+  const dir = await tempDir(prefix);
+  try {
+    return await fn(dir.path);
+  } finally {
+    await dir.cleanup();
+  }
+}

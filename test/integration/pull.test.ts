@@ -14,7 +14,8 @@ import { openTestSystem, runBerth, startBerth } from '../helpers/berth.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { pushImage } from '../helpers/push.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
-import { tempDir } from '../helpers/tmp.js';
+import { withTempDir } from '../helpers/tmp.js';
+import { seededBytes } from '../fixtures/edge-images.js';
 
 async function blobsOnDisk(root: string): Promise<string[]> {
   return (await readdir(join(root, 'lib', 'content', 'blobs', 'sha256')).catch(() => [])).map((h) => `sha256:${h}`).sort();
@@ -24,14 +25,7 @@ function blobDigests(img: FixtureImage): string[] {
   return [img.digest, img.config.digest, ...img.layers.map((l) => l.digest)];
 }
 
-async function withRoot<T>(fn: (root: string) => Promise<T>): Promise<T> {
-  const dir = await tempDir('berth-pull-');
-  try {
-    return await fn(dir.path);
-  } finally {
-    await dir.cleanup();
-  }
-}
+const withRoot = <T>(fn: (root: string) => Promise<T>): Promise<T> => withTempDir('berth-pull-', fn);
 
 /** Writes a Docker config.json with credentials for host under root/docker. */
 async function dockerLogin(root: string, host: string, username: string, password: string): Promise<void> {
@@ -257,8 +251,7 @@ describe('image pull under faults (registry front)', () => {
     proxy = await startFaultProxy(reg.host);
     img = await busyboxImage({ extraLayers: 2 });
     // One layer of ~4 MiB of incompressible bytes, so a cut lands mid-blob.
-    const noise = Buffer.alloc(4 << 20);
-    for (let i = 0; i < noise.length; i += 4) noise.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i);
+    const noise = seededBytes('pull.test.ts', 4 << 20); // incompressible
     big = await makeImage({ layers: [[{ path: 'noise.bin', content: noise }]], compression: 'none' });
     await pushImage(reg.url, 'fault/img', 'v1', img);
     await pushImage(reg.url, 'fault/big', 'v1', big);

@@ -17,16 +17,10 @@ import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
 import { pushImage } from '../helpers/push.js';
 import { withSnapshotView } from '../helpers/snapshot-view.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
-import { tempDir } from '../helpers/tmp.js';
+import { withTempDir } from '../helpers/tmp.js';
+import { seededBytes } from '../fixtures/edge-images.js';
 
-async function withRoot<T>(fn: (root: string) => Promise<T>): Promise<T> {
-  const dir = await tempDir('berth-unpack-');
-  try {
-    return await fn(dir.path);
-  } finally {
-    await dir.cleanup();
-  }
-}
+const withRoot = <T>(fn: (root: string) => Promise<T>): Promise<T> => withTempDir('berth-unpack-', fn);
 
 async function snapshots(root: string): Promise<Array<{ key: string; kind: string }>> {
   const { sys } = await openTestSystem(root);
@@ -137,8 +131,7 @@ describe('pull with unpack', () => {
 
   test('faults while a layer is applied as it downloads: the committed tree is still right', () =>
     withRoot(async (root) => {
-      const noise = Buffer.alloc(3 << 20);
-      for (let i = 0; i < noise.length; i += 4) noise.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 9)) >>> 0, i);
+      const noise = seededBytes('unpack.test.ts', 3 << 20); // incompressible
       const img = await makeImage({
         layers: [[{ path: 'keep', content: 'k\n' }, { path: 'drop', content: 'd\n' }], [{ path: '.wh.drop', content: '' }, { path: 'noise.bin', content: noise }]],
         compression: 'none',
