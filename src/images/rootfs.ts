@@ -74,7 +74,7 @@ export async function createBundle(content: ContentStore, image: ImageDetail, di
       passwd: (await readFileInRoot(rootfs, '/etc/passwd', 1 << 20))?.toString('utf8'),
       group: (await readFileInRoot(rootfs, '/etc/group', 1 << 20))?.toString('utf8'),
     };
-    const spec = generateSpec(config, {}, files);
+    const spec = generateSpec(config, {}, { files });
     await writeFile(join(tmp, 'config.json'), JSON.stringify(spec, null, 2) + '\n', { mode: 0o644 });
   });
 }
