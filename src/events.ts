@@ -14,7 +14,16 @@ export type BerthEvent =
   | { type: 'pull.done'; ref: string; digest: string; bytes: number; durationMs: number }
   | { type: 'image.created'; name: string; digest: string }
   | { type: 'image.updated'; name: string; digest: string; previous: string }
-  | { type: 'image.deleted'; name: string; digest: string };
+  | { type: 'image.deleted'; name: string; digest: string }
+  | { type: 'container.created'; name: string; id: string; image: string; digest: string }
+  | { type: 'container.started'; name: string; id: string; pid: number; restartCount: number }
+  | { type: 'container.exited'; name: string; id: string; exitCode: number; signal?: number; oomKilled: boolean; ranMs?: number }
+  | { type: 'container.restart.scheduled'; name: string; id: string; attempt: number; delayMs: number; exitCode: number }
+  | { type: 'container.restart.failed'; name: string; id: string; attempt: number; error: string }
+  | { type: 'container.gave-up'; name: string; id: string; restartCount: number; reason: string }
+  | { type: 'container.stopped'; name: string; id: string }
+  | { type: 'container.adopted'; name: string; id: string; pid: number }
+  | { type: 'container.removed'; name: string; id: string };
 
 export type EventType = BerthEvent['type'];
 

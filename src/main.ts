@@ -4,7 +4,7 @@
  * CLI and turns its result into the exit code. The only place besides cli/
  * that touches `process`.
  */
-import { homedir } from 'node:os';
+import { constants as osConstants, homedir } from 'node:os';
 import { runCli } from './cli/run.js';
 import { hostPlatform } from './oci/platform.js';
 
@@ -25,5 +25,14 @@ const code = await runCli(process.argv.slice(2), {
   pid: process.pid,
   isAlive,
   hostPlatform: hostPlatform(process.platform, process.arch),
+  stdio: [0, 1, 2],
+  onSignal(fn) {
+    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((name) => {
+      const h = (): void => fn(osConstants.signals[name]);
+      process.on(name, h);
+      return [name, h] as const;
+    });
+    return () => handlers.forEach(([name, h]) => process.off(name, h));
+  },
 });
 process.exitCode = code;

@@ -5,7 +5,10 @@ import type { ContentStore } from './content/store.js';
 import { LocalEventBus, type EventBus } from './events.js';
 import { ImageInventory, ImagePuller, Unpacker } from './images/index.js';
 import type { Logger } from './log.js';
-import { LmdbMetadataStore } from './metadata/index.js';
+import { BerthError } from './errors.js';
+import type { ContainerService, ImageSource } from './containers/index.js';
+import { LmdbMetadataStore, recordEvents } from './metadata/index.js';
+import type { ContainerRuntime } from './runtime/runtime.js';
 import type { MetadataStore } from './metadata/store.js';
 import type { Platform } from './oci/platform.js';
 import type { RegistryResolver } from './remotes/index.js';
@@ -33,6 +36,10 @@ export interface SystemOptions {
   pid: number;
   isAlive: (pid: number) => boolean;
   pullConcurrency?: number;
+  /** Directories searched first for runc and conmon (the shell passes PATH). */
+  searchPath?: readonly string[];
+  /** Names this process in lock holders and messages, e.g. "berth daemon". */
+  actor?: string;
 }
 
 export interface System {
@@ -48,6 +55,11 @@ export interface System {
   snapshotter(): Promise<{ name: string; snapshotter: Snapshotter }>;
   unpacker(): Promise<Unpacker>;
   readonly images: ImageInventory;
+  /** The container runtime (runc under conmon), loaded on first use. */
+  runtime(): Promise<ContainerRuntime>;
+  containers(): Promise<ContainerService>;
+  /** The image a container runs, resolved to a stored, unpacked image. */
+  readonly imageSource: ImageSource;
   close(): Promise<void>;
 }
 
@@ -128,6 +140,39 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
         }),
     ));
   const images = new ImageInventory({ content, metadata, events });
+  const imageSource: ImageSource = {
+    async resolve(ref) {
+      const detail = await images.inspect(ref);
+      const { manifest, config, manifestDescriptor } = detail;
+      if (!manifest || !config || !manifestDescriptor) {
+        throw new BerthError('NOT_FOUND', `image ${detail.record.name}: its manifest or config is not in the content store`, { hint: `pull it again: berth image pull ${detail.record.name}` });
+      }
+      const chainId = await (await getUnpacker()).unpackStored(detail.record.name, manifest, config);
+      return { name: detail.record.name, digest: manifestDescriptor.digest, config, chainId };
+    },
+  };
+  let runtime: Promise<ContainerRuntime> | undefined;
+  const getRuntime = (): Promise<ContainerRuntime> =>
+    (runtime ??= import('./runtime/runc.js').then((r) => new r.RuncRuntime({ stateDir: opts.state, logger: logger.child({ module: 'runtime' }), ...(opts.searchPath ? { searchPath: opts.searchPath } : {}) })));
+  let containers: Promise<ContainerService> | undefined;
+  const getContainers = (): Promise<ContainerService> =>
+    (containers ??= (async () => {
+      await privateDir(opts.state);
+      const { ContainerService } = await import('./containers/index.js');
+      return new ContainerService({
+        metadata,
+        images: imageSource,
+        snapshotter: async () => (await getSnapshotter()).snapshotter,
+        runtime: await getRuntime(),
+        events,
+        logger: logger.child({ module: 'containers' }),
+        root: opts.root,
+        state: opts.state,
+        pid: opts.pid,
+        actor: opts.actor ?? 'berth',
+      });
+    })());
+  const recorder = recordEvents(events, metadata.events, logger);
   return {
     root: opts.root,
     logger,
@@ -139,7 +184,11 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     snapshotter: getSnapshotter,
     unpacker: getUnpacker,
     images,
+    imageSource,
+    runtime: getRuntime,
+    containers: getContainers,
     async close() {
+      await recorder.stop();
       if (resolver) await (await resolver).close();
       if (snapshots) await (await snapshots).snapshotter.close();
       await metadata.close();

@@ -19,6 +19,10 @@ export interface ProcessInfo {
   pid: number;
   isAlive: (pid: number) => boolean;
   hostPlatform: Platform;
+  /** The process's own stdin, stdout, stderr descriptors, handed to processes that take over the terminal (exec). */
+  stdio?: [number, number, number];
+  /** Calls fn with the number of SIGINT, SIGTERM or SIGHUP when the process gets one; returns a function that stops. */
+  onSignal?: (fn: (signal: number) => void) => () => void;
 }
 
 export interface CommandContext {

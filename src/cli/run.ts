@@ -3,6 +3,8 @@ import { createLogger, type LogRecord } from '../log.js';
 import { openSystem, type System } from '../system.js';
 import { parseCommandLine, resolveGlobals, type OptionSpec } from './args.js';
 import { contentCommands } from './content.js';
+import { containerCommands } from './container.js';
+import { daemonCommands } from './daemon.js';
 import type { Command, ProcessInfo } from './context.js';
 import { formatError } from './format.js';
 import { imageCommands } from './image.js';
@@ -17,7 +19,7 @@ import { imageTransferCommands } from './image-transfer.js';
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 
-const commands: Command[] = [...imageCommands, ...imageTransferCommands, ...contentCommands];
+const commands: Command[] = [...containerCommands, ...daemonCommands, ...imageCommands, ...imageTransferCommands, ...contentCommands];
 const table: ReadonlyMap<string, OptionSpec> = new Map(commands.map((c) => [c.name, c.options ?? {}]));
 
 function usage(): string {
@@ -82,6 +84,8 @@ export async function runCli(argv: string[], proc: ProcessInfo): Promise<number>
           hostPlatform: proc.hostPlatform,
           pid: proc.pid,
           isAlive: proc.isAlive,
+          searchPath: (proc.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')),
+          actor: `berth ${line.command.join(' ')}`,
         });
         return system;
       },

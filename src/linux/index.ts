@@ -6,4 +6,5 @@
  * the first call, so processes that never need these calls do not pay for
  * loading it.
  */
+export { tryLockExclusive, unlock } from './flock.js';
 export { errnoOf, futimens, lgetxattr, llistxattr, lsetxattr, lutimens, mknod, syncfs, type DeviceType } from './syscalls.js';

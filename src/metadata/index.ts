@@ -7,3 +7,4 @@
  */
 export * from './store.js';
 export { LmdbMetadataStore, type LmdbMetadataStoreOptions } from './lmdb.js';
+export { recordEvents, type EventRecorder } from './recorder.js';

@@ -6,7 +6,8 @@ import { checkKey, checkLabels, commitCause, openDurableEnv, syncEntries, transl
 import { nullLogger, type Logger } from '../log.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { isDigest, type Digest } from '../oci/digest.js';
-import { RefLabel, type ContentLabelStore, type ImageRecord, type ImageStore, type Lease, type LeaseResource, type LeaseStore, type MetadataStore } from './store.js';
+import type { BerthEvent } from '../events.js';
+import { RefLabel, type ContainerRecord, type ContainerStore, type EventLog, type StoredEvent, type ContentLabelStore, type ImageRecord, type ImageStore, type Lease, type LeaseResource, type LeaseStore, type MetadataStore } from './store.js';
 
 /**
  * MetadataStore on LMDB (npm `lmdb`): one environment under `path`, one named
@@ -30,7 +31,7 @@ export const SCHEMA_VERSION = 1;
 const VERSION_KEY = 'schemaVersion';
 
 /** The named databases; a new kind of record (containers, events) is one more name here. */
-const DATABASES = ['meta', 'images', 'content', 'leases'] as const;
+const DATABASES = ['meta', 'images', 'content', 'leases', 'containers', 'events'] as const;
 type DbName = (typeof DATABASES)[number];
 
 export interface LmdbMetadataStoreOptions {
@@ -38,20 +39,27 @@ export interface LmdbMetadataStoreOptions {
   path: string;
   logger?: Logger;
   now?: () => Date;
+  /** The event log keeps this many newest events (default 10 000). */
+  maxEvents?: number;
 }
 
 export class LmdbMetadataStore implements MetadataStore {
   readonly images: ImageStore;
   readonly content: ContentLabelStore;
   readonly leases: LeaseStore;
+  readonly containers: ContainerStore;
+  readonly events: EventLog;
 
   private constructor(
     private readonly env: LmdbEnv,
     private readonly version: number,
+    maxEvents: number,
   ) {
     this.images = new LmdbImageStore(env);
     this.content = new LmdbContentLabelStore(env);
     this.leases = new LmdbLeaseStore(env);
+    this.containers = new LmdbContainerStore(env);
+    this.events = new LmdbEventLog(env, maxEvents);
   }
 
   /**
@@ -70,7 +78,7 @@ export class LmdbMetadataStore implements MetadataStore {
         const version = await initSchema(env);
         if (fresh) await syncEntries(path, created);
         logger.debug('metadata store opened', { path, schemaVersion: version, created: fresh });
-        return new LmdbMetadataStore(env, version);
+        return new LmdbMetadataStore(env, version, opts.maxEvents ?? 10_000);
       } catch (err) {
         await (env ? env.close() : root.close());
         throw err;
@@ -270,6 +278,96 @@ class LmdbLeaseStore implements LeaseStore {
       leases.removeSync(id);
     });
   }
+}
+
+class LmdbContainerStore implements ContainerStore {
+  constructor(private readonly env: LmdbEnv) {}
+
+  async get(name: string): Promise<ContainerRecord | undefined> {
+    checkKey(name, 'container name');
+    return this.env.read(`get container ${name}`, () => this.env.db.containers.get(name) as ContainerRecord | undefined);
+  }
+
+  async list(): Promise<ContainerRecord[]> {
+    return this.env.read('list containers', () => [...this.env.db.containers.getRange()].map((e) => e.value as ContainerRecord));
+  }
+
+  async create(rec: Omit<ContainerRecord, 'createdAt' | 'updatedAt'>): Promise<ContainerRecord> {
+    checkKey(rec.name, 'container name');
+    checkKey(rec.id, 'container id');
+    checkDigest(rec.imageDigest, `image digest of container ${JSON.stringify(rec.name)}`);
+    const labels = checkLabels(rec.labels, `labels of container ${JSON.stringify(rec.name)}`);
+    const containers = this.env.db.containers;
+    return this.env.write(`create container ${rec.name}`, () => {
+      if (containers.get(rec.name) !== undefined) {
+        throw new BerthError('ALREADY_EXISTS', `container ${JSON.stringify(rec.name)} already exists`, { hint: `choose another name, or remove it first: berth rm ${rec.name}`, details: { container: rec.name } });
+      }
+      const now = this.env.now().toISOString();
+      const record: ContainerRecord = { ...copy(rec), labels, createdAt: now, updatedAt: now };
+      containers.putSync(rec.name, record);
+      return record;
+    });
+  }
+
+  async update(name: string, fn: (rec: ContainerRecord) => ContainerRecord | undefined): Promise<ContainerRecord> {
+    checkKey(name, 'container name');
+    const containers = this.env.db.containers;
+    return this.env.write(`update container ${name}`, () => {
+      const stored = containers.get(name) as ContainerRecord | undefined;
+      if (!stored) throw new BerthError('NOT_FOUND', `container ${JSON.stringify(name)} not found`, { details: { container: name } });
+      const next = fn(copy(stored));
+      if (!next) return stored;
+      if (next.name !== name || next.id !== stored.id) throw new BerthError('INTERNAL', `container ${JSON.stringify(name)}: an update may not change its name or id`);
+      const record: ContainerRecord = { ...copy(next), createdAt: stored.createdAt, updatedAt: this.env.now().toISOString() };
+      containers.putSync(name, record);
+      return record;
+    });
+  }
+
+  async delete(name: string): Promise<void> {
+    checkKey(name, 'container name');
+    const containers = this.env.db.containers;
+    await this.env.write(`delete container ${name}`, () => {
+      containers.removeSync(name);
+    });
+  }
+}
+
+/** Keys are the sequence numbers (ordered-binary numbers sort numerically). */
+class LmdbEventLog implements EventLog {
+  constructor(
+    private readonly env: LmdbEnv,
+    private readonly max: number,
+  ) {}
+
+  async append(events: readonly BerthEvent[]): Promise<StoredEvent[]> {
+    if (events.length === 0) return [];
+    const db = this.env.db.events as unknown as Database<StoredEvent, number>;
+    return this.env.write('append events', () => {
+      let seq = lastKey(db);
+      const time = this.env.now().toISOString();
+      const stored = events.map((event) => ({ seq: ++seq, time, event: copy(event) }));
+      for (const e of stored) db.putSync(e.seq, e);
+      // Retention: drop the oldest beyond max, a few per append, so the log stays bounded without a sweeper.
+      for (const key of db.getKeys({ end: seq - this.max + 1, limit: events.length + 16 })) db.removeSync(key);
+      return stored;
+    });
+  }
+
+  async since(after: number, limit = 1000): Promise<StoredEvent[]> {
+    const db = this.env.db.events as unknown as Database<StoredEvent, number>;
+    return this.env.read('read events', () => [...db.getRange({ start: after + 1, limit })].map((e) => e.value));
+  }
+
+  async lastSeq(): Promise<number> {
+    const db = this.env.db.events as unknown as Database<StoredEvent, number>;
+    return this.env.read('read events', () => lastKey(db));
+  }
+}
+
+function lastKey(db: Database<StoredEvent, number>): number {
+  for (const key of db.getKeys({ reverse: true, limit: 1 })) return key;
+  return 0;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Descriptor } from '../oci/descriptor.js';
+import type { BerthEvent } from '../events.js';
 import type { Digest } from '../oci/digest.js';
 
 /**
@@ -69,10 +70,95 @@ export interface LeaseStore {
   delete(id: string): Promise<void>;
 }
 
+/** When a container's init process exits: Docker's restart policies. */
+export interface RestartPolicy {
+  policy: 'never' | 'on-failure' | 'always';
+  /** on-failure only: give up after this many restarts. */
+  maxRetries?: number;
+  /** Backoff: the first delay, doubled per consecutive restart up to maxMs. */
+  initialMs: number;
+  maxMs: number;
+}
+
+/** What berth last saw of a container's runs; the runtime is the truth for a live one. */
+export interface ContainerStatus {
+  /** Restarts made by the restart policy since the container was created. */
+  restartCount: number;
+  startedAt?: string;
+  finishedAt?: string;
+  exitCode?: number;
+  signal?: number;
+  oomKilled?: boolean;
+  /** A restart is due at this time (the backoff of the restart policy). */
+  nextRestartAt?: string;
+  /** The delay before the next restart, doubled per consecutive restart. */
+  backoffMs?: number;
+  /** Why the last start or restart failed. */
+  lastError?: string;
+}
+
+/** A container berth created: its image, settings and last known status. */
+export interface ContainerRecord {
+  /** Unique, chosen by the user. */
+  name: string;
+  /** The runtime's id and the key of its snapshot and bundle. */
+  id: string;
+  /** The image name it was created from, canonical. */
+  image: string;
+  /** The image manifest it was created from. */
+  imageDigest: Digest;
+  /** The committed snapshot (top chain ID) its rootfs is prepared on. */
+  chainId: Digest;
+  /** The container's own settings (runtime/'s ContainerConfig), opaque to this store. */
+  config: Record<string, unknown>;
+  restart: RestartPolicy;
+  /** The signal `stop` sends first (the image's StopSignal or the container's own). */
+  stopSignal: number;
+  labels: Record<string, string>;
+  /** What the user last asked for: stop and rm set 'stopped' before they signal, so an exit they caused is not restarted. */
+  desired: 'running' | 'stopped';
+  createdAt: string;
+  updatedAt: string;
+  status: ContainerStatus;
+}
+
+export interface ContainerStore {
+  get(name: string): Promise<ContainerRecord | undefined>;
+  list(): Promise<ContainerRecord[]>;
+  /** ALREADY_EXISTS when the name is taken. */
+  create(rec: Omit<ContainerRecord, 'createdAt' | 'updatedAt'>): Promise<ContainerRecord>;
+  /**
+   * Read-modify-write in one transaction: fn gets the stored record (a copy)
+   * and returns the new one, or undefined to leave it as it is. NOT_FOUND
+   * when absent. Returns the record as stored afterwards.
+   */
+  update(name: string, fn: (rec: ContainerRecord) => ContainerRecord | undefined): Promise<ContainerRecord>;
+  /** Absent is fine. */
+  delete(name: string): Promise<void>;
+}
+
+/** An event as persisted: numbered in order of appending, starting at 1. */
+export interface StoredEvent {
+  seq: number;
+  time: string;
+  event: BerthEvent;
+}
+
+/** The event log: bounded, oldest dropped first. */
+export interface EventLog {
+  append(events: readonly BerthEvent[]): Promise<StoredEvent[]>;
+  /** Events with seq > after, oldest first, at most limit. */
+  since(after: number, limit?: number): Promise<StoredEvent[]>;
+  /** The seq of the newest event (0 when none). */
+  lastSeq(): Promise<number>;
+}
+
 export interface MetadataStore {
   readonly images: ImageStore;
   readonly content: ContentLabelStore;
   readonly leases: LeaseStore;
+  readonly containers: ContainerStore;
+  readonly events: EventLog;
   /** The schema version on disk (berth refuses to open a newer one). */
   schemaVersion(): number;
   close(): Promise<void>;

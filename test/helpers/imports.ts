@@ -34,6 +34,8 @@ export const LAYERS: Readonly<Record<string, number>> = {
   linux: 0.5,
   // Opening an LMDB environment durably, and its errors: shared by metadata/ and snapshots/.
   lmdb: 0.5,
+  // Locks between berth processes (flock, from linux/): the state's one writer, one operation per container.
+  lock: 0.75,
   content: 1,
   metadata: 1,
   snapshots: 1,
@@ -53,7 +55,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
 };
 
 /** Which of LAYERS are folders (the rest are single files directly under src/). */
-const FOLDERS = new Set(['oci', 'linux', 'lmdb', 'content', 'metadata', 'snapshots', 'mount', 'archive', 'remotes', 'runtime', 'manifests', 'images', 'containers', 'gc', 'reconcile', 'cli', 'api']);
+const FOLDERS = new Set(['oci', 'linux', 'lmdb', 'lock', 'content', 'metadata', 'snapshots', 'mount', 'archive', 'remotes', 'runtime', 'manifests', 'images', 'containers', 'gc', 'reconcile', 'cli', 'api']);
 
 /**
  * Same-layer imports the table allows besides layer 0's: main.ts is the

@@ -1,0 +1,94 @@
+import { open, readFile } from 'node:fs/promises';
+import { tryLockExclusive, unlock } from '../linux/index.js';
+import { BerthError } from '../errors.js';
+
+/**
+ * lock/ — exclusive locks between berth processes on one host (the one
+ * writer of a state directory, one operation per container at a time),
+ * on flock(2): the kernel releases a lock when its holder exits or is
+ * killed, so no lock is ever stale and none needs breaking. The holder
+ * writes who it is into the file, so a waiter that gives up can name it.
+ * Each acquire opens the file anew, and flock locks belong to the open
+ * file, so two acquires in one process exclude each other too.
+ */
+
+export interface LockHolder {
+  pid: number;
+  /** What the holder is doing, e.g. "berth daemon" or "berth rm web". */
+  what: string;
+  since: string;
+}
+
+export interface Lock {
+  release(): Promise<void>;
+}
+
+export interface AcquireOptions {
+  /** Who we are, written into the file for waiters' messages. */
+  holder: Omit<LockHolder, 'since'>;
+  /** 0 = fail at once when held. */
+  timeoutMs: number;
+  /** Names the lock in messages, e.g. `container "web"`. */
+  what: string;
+  signal?: AbortSignal;
+}
+
+const POLL_MS = 20;
+
+/** Takes the lock at `path` (created 0600), waiting up to timeoutMs; LOCKED naming the holder otherwise. */
+export async function acquireLock(path: string, opts: AcquireOptions): Promise<Lock> {
+  const deadline = Date.now() + opts.timeoutMs;
+  const fh = await open(path, 'a+', 0o600);
+  try {
+    while (!tryLockExclusive(fh.fd, path)) {
+      if (opts.signal?.aborted) throw new BerthError('CANCELLED', `${opts.what}: gave up waiting for the lock`);
+      if (Date.now() >= deadline) throw await lockedError(path, opts);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+    const holder: LockHolder = { ...opts.holder, since: new Date().toISOString() };
+    await fh.truncate(0);
+    await fh.write(JSON.stringify(holder) + '\n', 0);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  let released = false;
+  return {
+    async release() {
+      if (released) return;
+      released = true;
+      await fh.truncate(0).catch(() => {});
+      unlock(fh.fd);
+      await fh.close();
+    },
+  };
+}
+
+/** Runs fn holding the lock. */
+export async function withLock<T>(path: string, opts: AcquireOptions, fn: () => Promise<T>): Promise<T> {
+  const lock = await acquireLock(path, opts);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The holder written in the lock file, if any (a lock file without a holder is free or being taken). */
+export async function lockHolder(path: string): Promise<LockHolder | undefined> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  try {
+    return text.trim() ? (JSON.parse(text) as LockHolder) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function lockedError(path: string, opts: AcquireOptions): Promise<BerthError> {
+  const h = await lockHolder(path);
+  const who = h ? `${h.what} (pid ${h.pid}, since ${h.since})` : 'another process';
+  return new BerthError('LOCKED', `${opts.what} is locked by ${who}`, {
+    hint: opts.timeoutMs > 0 ? `it was still held after ${opts.timeoutMs} ms; wait for it to finish, or raise --timeout` : 'wait for it to finish, or pass --timeout',
+    details: { lock: path, ...(h ? { holderPid: h.pid, holder: h.what } : {}) },
+  });
+}

@@ -1,0 +1,278 @@
+import { spawn } from 'node:child_process';
+import { watch, type FSWatcher } from 'node:fs';
+import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BerthError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { oomKills } from './cgroups.js';
+import { findTool, runCommand, runcMessage } from './command.js';
+import type { ContainerRuntime, CreateOptions, ExecOptions, ExitStatus, RuntimeState, RuntimeStatus } from './runtime.js';
+
+/**
+ * ContainerRuntime on runc, with one conmon per container as its monitor.
+ *
+ * Layout under `stateDir` (--state, a tmpfs like /run/berth: a reboot ends
+ * every container, and clears this with them):
+ *   runc/              runc's --root: one directory per container
+ *   exits/<id>         conmon's exit record: the exit code as text
+ *   monitor/<id>/      conmon's pid file, the container's pid file, conmon's
+ *                      own messages (conmon.log), the cgroup path, and
+ *                      conmon's persist dir (where it notes an OOM kill)
+ *   sockets/           conmon's attach sockets (unused by berth, but conmon needs them)
+ *
+ * conmon runs `runc create`, reports the container's pid (or runc's error)
+ * on a sync pipe, keeps the container's stdio and writes it to the log, and
+ * writes the exit record when the init process exits. It detaches from
+ * berth (its own session), so neither berth's exit nor a Ctrl-C at berth's
+ * terminal reaches it.
+ */
+
+export interface RuncRuntimeOptions {
+  stateDir: string;
+  logger: Logger;
+  /** Directories searched for runc and conmon before the system ones (the shell passes PATH). */
+  searchPath?: readonly string[];
+  /** How long runc create may take under conmon before it counts as hung. */
+  createTimeoutMs?: number;
+}
+
+interface Tools {
+  runc: string;
+  conmon: string;
+}
+
+export class RuncRuntime implements ContainerRuntime {
+  private tools: Promise<Tools> | undefined;
+  private readonly runcRoot: string;
+  private readonly exitDir: string;
+
+  constructor(private readonly opts: RuncRuntimeOptions) {
+    this.runcRoot = join(opts.stateDir, 'runc');
+    this.exitDir = join(opts.stateDir, 'exits');
+  }
+
+  /** Finds both tools once; fails naming the package of whichever is missing. */
+  private find(): Promise<Tools> {
+    return (this.tools ??= (async () => {
+      const [runc, conmon] = await Promise.all([findTool('runc', 'runc', this.opts.searchPath), findTool('conmon', 'conmon', this.opts.searchPath)]);
+      await Promise.all([this.runcRoot, this.exitDir, join(this.opts.stateDir, 'monitor'), join(this.opts.stateDir, 'sockets')].map(privateDir));
+      return { runc, conmon };
+    })());
+  }
+
+  private monitorDir(id: string): string {
+    return join(this.opts.stateDir, 'monitor', id);
+  }
+
+  private async runc(args: string[], what: string, id: string): Promise<string> {
+    const { runc } = await this.find();
+    const res = await runCommand(runc, ['--root', this.runcRoot, ...args]);
+    if (res.code !== 0) {
+      throw new BerthError('FAILED_PRECONDITION', `container ${id}: runc ${what} failed: ${runcMessage(res.stderr)}`, { details: { container: id, exitCode: res.code } });
+    }
+    return res.stdout;
+  }
+
+  async create(id: string, opts: CreateOptions): Promise<{ pid: number }> {
+    const { runc, conmon } = await this.find();
+    const mon = this.monitorDir(id);
+    await rm(mon, { recursive: true, force: true });
+    await privateDir(join(mon, 'persist'));
+    await rm(join(this.exitDir, id), { force: true });
+    if (opts.cgroupsPath) await writeFile(join(mon, 'cgroup'), opts.cgroupsPath, { mode: 0o600 });
+    const args = [
+      '--api-version', '1',
+      '-c', id, '-u', id, '-n', id,
+      '-r', runc,
+      '-b', opts.bundle,
+      '-p', join(mon, 'pid'),
+      '-P', join(mon, 'conmon.pid'),
+      '-l', `k8s-file:${opts.logPath}`,
+      '--log-size-max', String(opts.logMaxBytes),
+      '--exit-dir', this.exitDir,
+      '--persist-dir', join(mon, 'persist'),
+      '--socket-dir-path', join(this.opts.stateDir, 'sockets'),
+      '--runtime-arg', '--root', '--runtime-arg', this.runcRoot,
+      '--log-level', 'error',
+    ];
+    const log = await open(join(mon, 'conmon.log'), 'a', 0o600);
+    try {
+      const reply = await new Promise<{ data: number; message?: string }>((resolve, reject) => {
+        const child = spawn(conmon, args, { stdio: ['ignore', 'ignore', log.fd, 'pipe'], detached: true, env: { _OCI_SYNCPIPE: '3' } });
+        const pipe = child.stdio[3] as NodeJS.ReadableStream | null;
+        let text = '';
+        const timer = setTimeout(() => {
+          pipe?.removeAllListeners();
+          reject(new BerthError('TIMEOUT', `container ${id}: conmon did not report the container within ${this.createTimeoutMs()} ms`, { details: { container: id } }));
+        }, this.createTimeoutMs());
+        const finish = (fn: () => void): void => {
+          clearTimeout(timer);
+          (pipe as { destroy?: () => void } | null)?.destroy?.();
+          fn();
+        };
+        child.on('error', (e) => finish(() => reject(new BerthError('INTERNAL', `container ${id}: cannot start conmon: ${e.message}`, { cause: e }))));
+        child.unref();
+        pipe?.on('data', (b: Buffer) => {
+          text += b.toString('utf8');
+          const line = text.split('\n').find((l) => l.trim().startsWith('{') && l.includes('}'));
+          if (!line) return;
+          try {
+            const msg = JSON.parse(line) as { data: number; message?: string };
+            finish(() => resolve(msg));
+          } catch {
+            // A partial line: wait for the rest.
+          }
+        });
+        pipe?.on('end', () => finish(() => reject(new BerthError('FAILED_PRECONDITION', `container ${id}: conmon exited without reporting the container`, { details: { container: id } }))));
+      });
+      if (!(reply.data > 0)) {
+        const message = (reply.message ?? 'no message').trim();
+        throw new BerthError('FAILED_PRECONDITION', `container ${id}: runc create failed: ${runcMessage(message)}`, { details: { container: id } });
+      }
+      return { pid: reply.data };
+    } catch (err) {
+      const conmonLog = (await readFile(join(mon, 'conmon.log'), 'utf8').catch(() => '')).trim();
+      if (conmonLog) this.opts.logger.warn('conmon reported', { container: id, output: conmonLog.slice(-2000) });
+      await this.delete(id, { force: true }).catch(() => {});
+      throw err;
+    } finally {
+      await log.close();
+    }
+  }
+
+  private createTimeoutMs(): number {
+    return this.opts.createTimeoutMs ?? 60_000;
+  }
+
+  async start(id: string): Promise<void> {
+    await this.runc(['start', id], 'start', id);
+  }
+
+  async kill(id: string, signal: number): Promise<void> {
+    const { runc } = await this.find();
+    const res = await runCommand(runc, ['--root', this.runcRoot, 'kill', id, String(signal)]);
+    if (res.code === 0) return;
+    const st = await this.state(id);
+    if (!st) throw new BerthError('NOT_FOUND', `container ${id} does not exist in the runtime`, { details: { container: id } });
+    if (st.status === 'stopped') return;
+    throw new BerthError('FAILED_PRECONDITION', `container ${id}: runc kill failed: ${runcMessage(res.stderr)}`, { details: { container: id } });
+  }
+
+  async delete(id: string, opts: { force?: boolean } = {}): Promise<void> {
+    if (await this.exists(id)) {
+      const { runc } = await this.find();
+      const res = await runCommand(runc, ['--root', this.runcRoot, 'delete', ...(opts.force ? ['--force'] : []), id]);
+      if (res.code !== 0 && (await this.exists(id))) {
+        throw new BerthError('FAILED_PRECONDITION', `container ${id}: runc delete failed: ${runcMessage(res.stderr)}`, {
+          hint: 'stop the container first, or remove it with --force',
+          details: { container: id },
+        });
+      }
+    }
+    await rm(join(this.exitDir, id), { force: true });
+    await rm(this.monitorDir(id), { recursive: true, force: true });
+  }
+
+  private async exists(id: string): Promise<boolean> {
+    return stat(join(this.runcRoot, id, 'state.json')).then(() => true, () => false);
+  }
+
+  async state(id: string): Promise<RuntimeState | undefined> {
+    if (!(await this.exists(id))) return undefined;
+    const { runc } = await this.find();
+    const res = await runCommand(runc, ['--root', this.runcRoot, 'state', id]);
+    if (res.code !== 0) {
+      if (!(await this.exists(id))) return undefined;
+      throw new BerthError('FAILED_PRECONDITION', `container ${id}: runc state failed: ${runcMessage(res.stderr)}`, { details: { container: id } });
+    }
+    return parseState(res.stdout, id);
+  }
+
+  async list(): Promise<RuntimeState[]> {
+    const out = await this.runc(['list', '--format', 'json'], 'list', '*');
+    const items = (JSON.parse(out || 'null') as unknown[] | null) ?? [];
+    return items.map((x) => toState(x as RawState));
+  }
+
+  async exitStatus(id: string): Promise<ExitStatus | undefined> {
+    const file = join(this.exitDir, id);
+    const [text, info] = await Promise.all([readFile(file, 'utf8').catch(() => undefined), stat(file).catch(() => undefined)]);
+    // conmon writes the record in place: an empty or partial file is not a record yet.
+    if (text === undefined || !info || !/^-?\d+\s*$/.test(text)) {
+      // runc may report the init process stopped before conmon wrote the record; only a dead conmon means it never will.
+      if ((await this.state(id))?.status !== 'stopped' || (await this.monitorAlive(id))) return undefined;
+      return { code: 255, oomKilled: await this.oomKilled(id), at: new Date(), lost: true };
+    }
+    const code = Number(text.trim());
+    const status: ExitStatus = { code, oomKilled: await this.oomKilled(id), at: info.mtime };
+    if (code > 128 && code < 128 + 65) status.signal = code - 128;
+    return status;
+  }
+
+  /** conmon's own OOM note, else the cgroup's oom_kill counter (v1 and v2); read before delete removes the cgroup. */
+  private async oomKilled(id: string): Promise<boolean> {
+    const mon = this.monitorDir(id);
+    if (await stat(join(mon, 'persist', 'oom')).then(() => true, () => false)) return true;
+    const cgroup = await readFile(join(mon, 'cgroup'), 'utf8').catch(() => undefined);
+    return cgroup ? ((await oomKills(cgroup)) ?? 0) > 0 : false;
+  }
+
+  /** Whether the container's conmon still runs (its pid file names a live conmon). */
+  private async monitorAlive(id: string): Promise<boolean> {
+    const pid = Number((await readFile(join(this.monitorDir(id), 'conmon.pid'), 'utf8').catch(() => '')).trim());
+    if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    return cmdline.split('\0')[0]?.endsWith('conmon') ?? false;
+  }
+
+  watchExits(onExit: (id: string) => void): () => void {
+    let watcher: FSWatcher | undefined;
+    let stopped = false;
+    void this.find().then(
+      () => {
+        if (stopped) return;
+        watcher = watch(this.exitDir, (_event, name) => {
+          if (name && !name.startsWith('.')) onExit(String(name));
+        });
+        watcher.on('error', (err) => this.opts.logger.error('watching exit records failed', { dir: this.exitDir, error: err.message }));
+      },
+      (err: Error) => this.opts.logger.error('cannot watch exit records', { error: err.message }),
+    );
+    return () => {
+      stopped = true;
+      watcher?.close();
+    };
+  }
+
+  async exec(id: string, args: readonly string[], opts: ExecOptions): Promise<number> {
+    const { runc } = await this.find();
+    const flags = [...(opts.env ?? []).flatMap((e) => ['--env', e]), ...(opts.cwd ? ['--cwd', opts.cwd] : [])];
+    // stdio passes straight through: the process's output and runc's own errors reach the caller as they are.
+    const res = await runCommand(runc, ['--root', this.runcRoot, 'exec', ...flags, id, ...args], { stdio: opts.stdio });
+    return res.code;
+  }
+}
+
+interface RawState {
+  id: string;
+  status: string;
+  pid: number;
+  bundle: string;
+}
+
+function toState(raw: RawState): RuntimeState {
+  return { id: raw.id, status: raw.status as RuntimeStatus, pid: raw.pid ?? 0, bundle: raw.bundle };
+}
+
+function parseState(text: string, id: string): RuntimeState {
+  try {
+    return toState(JSON.parse(text) as RawState);
+  } catch (err) {
+    throw new BerthError('INTERNAL', `container ${id}: runc state printed something that is not JSON`, { cause: err });
+  }
+}
+
+async function privateDir(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 });
+  await chmod(path, 0o700);
+}
