@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: builds an image from busybox-static in code, starts a local
-# registry, pulls the image with berth and lists it. Installs what it needs first.
+# The demo: builds images from busybox-static in code, starts a local
+# registry, pulls and unpacks them with berth, runs containers (runc under
+# conmon), exports and imports. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { LocalContentStore } from './content/index.js';
 import type { ContentStore } from './content/store.js';
 import { LocalEventBus, type EventBus } from './events.js';
-import { ImageInventory, ImagePuller, Unpacker } from './images/index.js';
+import { ImageInventory } from './images/inventory.js';
+import type { ImagePuller, Unpacker } from './images/index.js';
 import type { Logger } from './log.js';
 import { BerthError } from './errors.js';
 import type { ContainerService, ImageSource } from './containers/index.js';
@@ -111,8 +112,8 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     (snapshots ??= openSnapshotter(join(opts.root, 'snapshots'), logger.child({ module: 'snapshots' })));
   let unpacker: Promise<Unpacker> | undefined;
   const getUnpacker = (): Promise<Unpacker> =>
-    (unpacker ??= getSnapshotter().then(
-      (sn) =>
+    (unpacker ??= Promise.all([getSnapshotter(), import('./images/unpack.js')]).then(
+      ([sn, { Unpacker }]) =>
         new Unpacker({
           content,
           metadata,
@@ -126,8 +127,8 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
         }),
     ));
   const getPuller = (): Promise<ImagePuller> =>
-    (puller ??= getResolver().then(
-      (r) =>
+    (puller ??= Promise.all([getResolver(), import('./images/pull.js')]).then(
+      ([r, { ImagePuller }]) =>
         new ImagePuller({
           content,
           metadata,

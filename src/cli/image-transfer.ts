@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { BerthError } from '../errors.js';
-import { ImageExporter, ImageImporter } from '../images/index.js';
+import type { ImageExporter, ImageImporter } from '../images/index.js';
 import { formatPlatform, parsePlatform } from '../oci/platform.js';
 import type { System } from '../system.js';
 import type { Command, CommandContext } from './context.js';
@@ -10,11 +10,14 @@ import { formatBytes } from './format.js';
 
 /** `berth image import|export`: images to and from files, the air-gap path. */
 
-function importer(sys: System, ctx: CommandContext): ImageImporter {
+// Loaded on use: tar-stream and the archive code are not needed by other commands.
+async function importer(sys: System, ctx: CommandContext): Promise<ImageImporter> {
+  const { ImageImporter } = await import('../images/import.js');
   return new ImageImporter({ content: sys.content, metadata: sys.metadata, events: sys.events, logger: sys.logger.child({ module: 'images' }), hostPlatform: ctx.proc.hostPlatform });
 }
 
-function exporter(sys: System): ImageExporter {
+async function exporter(sys: System): Promise<ImageExporter> {
+  const { ImageExporter } = await import('../images/export.js');
   return new ImageExporter({ content: sys.content, metadata: sys.metadata, logger: sys.logger.child({ module: 'images' }) });
 }
 
@@ -27,7 +30,7 @@ const importCommand: Command = {
     const [path] = positionals(ctx, 1, this.usage);
     const { name, platform } = ctx.line.values;
     const sys = await ctx.system();
-    const res = await importer(sys, ctx).import(resolve(path!), {
+    const res = await (await importer(sys, ctx)).import(resolve(path!), {
       ...(typeof name === 'string' ? { name } : {}),
       ...(typeof platform === 'string' ? { platform: parsePlatform(platform) } : {}),
     });
@@ -64,10 +67,10 @@ const exportCommand: Command = {
       const out: unknown = ctx.proc.stdout;
       if (!(out instanceof Writable)) throw new BerthError('INTERNAL', 'standard output is not a stream');
       if (ctx.proc.stdout.isTTY) throw new BerthError('INVALID_ARGUMENT', 'refusing to write an archive to a terminal', { hint: 'redirect standard output to a file or a pipe, or give a FILE' });
-      await exporter(sys).exportToStream(ref!, out);
+      await (await exporter(sys)).exportToStream(ref!, out);
       return 0;
     }
-    const res = await exporter(sys).exportToFile(ref!, resolve(file!));
+    const res = await (await exporter(sys)).exportToFile(ref!, resolve(file!));
     if (ctx.globals.output === 'json') writeJSON(ctx.proc.stdout, { name: res.name, digest: res.target.digest, file: resolve(file!), blobs: res.blobs.length, bytes: res.bytes });
     else ctx.proc.stdout.write(`${res.name} ${res.target.digest} → ${file} (${res.blobs.length} blobs, ${formatBytes(res.bytes)})\n`);
     return 0;

@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import { BerthError } from '../errors.js';
-import { createBundle, writeRootfs } from '../images/index.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Command, CommandContext } from './context.js';
 import { positionals, writeJSON } from './context.js';
@@ -81,6 +80,7 @@ const unpack: Command = {
   async run(ctx) {
     const [ref, dir] = positionals(ctx, 2, this.usage) as [string, string];
     const sys = await ctx.system();
+    const { writeRootfs } = await import('../images/rootfs.js');
     await writeRootfs(sys.content, await sys.images.inspect(ref), resolve(dir), sys.logger);
     ctx.proc.stdout.write(`${resolve(dir)}\n`);
     return 0;
@@ -97,6 +97,7 @@ const bundle: Command = {
     const [dir, ...extra] = ctx.line.positionals;
     if (typeof ref !== 'string' || !dir || extra.length) throw new BerthError('INVALID_ARGUMENT', 'expected --image REF and one directory', { hint: `usage: ${this.usage}` });
     const sys = await ctx.system();
+    const { createBundle } = await import('../images/rootfs.js');
     await createBundle(sys.content, await sys.images.inspect(ref), resolve(dir), sys.logger);
     ctx.proc.stdout.write(`${resolve(dir)}\n`);
     return 0;

@@ -6,5 +6,6 @@
  * the first call, so processes that never need these calls do not pay for
  * loading it.
  */
+export { runCommand, type CommandResult, type RunOptions } from './command.js';
 export { tryLockExclusive, unlock } from './flock.js';
 export { errnoOf, futimens, lgetxattr, llistxattr, lsetxattr, lutimens, mknod, syncfs, type DeviceType } from './syscalls.js';

@@ -1,8 +1,8 @@
 import { mkdir, mkdtemp, readFile, realpath, rmdir } from 'node:fs/promises';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
 import { BerthError } from '../errors.js';
+import { runCommand } from '../linux/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import type { Mount } from '../oci/mount.js';
 
@@ -181,12 +181,12 @@ function compactLowerdirs(m: Mount): { options: string; cwd?: string } {
 
 async function runMount(m: Mount, target: string, args: string[], cwd?: string): Promise<void> {
   const since = await uptime();
-  const res = await execa('mount', args, { reject: false, stdin: 'ignore', ...(cwd ? { cwd } : {}) });
-  if (!res.failed) return;
-  const details = { type: m.type, source: m.source, target, options: m.options, ...(cwd ? { cwd } : {}), exitCode: res.exitCode, stderr: res.stderr };
-  if (res.exitCode === undefined) {
-    throw new BerthError('UNSUPPORTED', `cannot run mount for ${m.type} on ${target}: ${res.message}`, {
-      cause: res,
+  const res = await runCommand('mount', args, cwd ? { cwd } : {});
+  if (res.code === 0) return;
+  const details = { type: m.type, source: m.source, target, options: m.options, ...(cwd ? { cwd } : {}), exitCode: res.code, stderr: res.stderr };
+  if (res.code === undefined) {
+    throw new BerthError('UNSUPPORTED', `cannot run mount for ${m.type} on ${target}: ${res.error?.message}`, {
+      cause: res.error,
       hint: 'berth needs util-linux mount and umount on PATH',
       details,
     });
@@ -206,12 +206,12 @@ async function runMount(m: Mount, target: string, args: string[], cwd?: string):
 
 async function umountOnce(target: string, lazy: boolean): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const res = await execa('umount', [...(lazy ? ['-l'] : []), target], { reject: false, stdin: 'ignore' });
-    if (!res.failed) return;
+    const res = await runCommand('umount', [...(lazy ? ['-l'] : []), target]);
+    if (res.code === 0) return;
     if (!(await isMountPoint(target))) return; // not (or no longer) mounted: the state asked for
-    if (res.exitCode === undefined || attempt >= BUSY_ATTEMPTS) {
-      throw new BerthError('FAILED_PRECONDITION', `unmount ${target} failed: ${firstLine(String(res.stderr || res.message))}`, {
-        cause: res,
+    if (res.code === undefined || attempt >= BUSY_ATTEMPTS) {
+      throw new BerthError('FAILED_PRECONDITION', `unmount ${target} failed: ${firstLine(res.stderr || (res.error?.message ?? ''))}`, {
+        cause: res.error,
         hint: 'a process may still use files under it (fuser -vm ' + target + '); stop it and retry',
         details: { target, stderr: res.stderr, attempts: attempt },
       });
@@ -242,8 +242,8 @@ async function uptime(): Promise<number> {
  */
 async function kernelMessages(type: string, since: number): Promise<string[]> {
   const prefixes = type === 'overlay' ? ['overlayfs: ', 'overlay: '] : [`${type}: `];
-  const res = await execa('dmesg', ['-r'], { reject: false, stdin: 'ignore' });
-  if (res.failed) return [];
+  const res = await runCommand('dmesg', ['-r']);
+  if (res.code !== 0) return [];
   const out: string[] = [];
   for (const line of String(res.stdout).split('\n')) {
     const m = /^<\d+>\[\s*(\d+\.\d+)\] (.*)$/.exec(line);

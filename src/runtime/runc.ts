@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { BerthError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { oomKills } from './cgroups.js';
-import { findTool, runCommand, runcMessage } from './command.js';
+import { runCommand } from '../linux/index.js';
+import { findTool, runcMessage } from './command.js';
 import type { ContainerRuntime, CreateOptions, ExecOptions, ExitStatus, RuntimeState, RuntimeStatus } from './runtime.js';
 
 /**
@@ -195,14 +196,19 @@ export class RuncRuntime implements ContainerRuntime {
   }
 
   async exitStatus(id: string): Promise<ExitStatus | undefined> {
+    const record = await this.readExitRecord(id);
+    if (record) return record;
+    // runc may report the init process stopped before conmon wrote the record; only a dead conmon means it never will.
+    if ((await this.state(id))?.status !== 'stopped' || (await this.monitorAlive(id))) return undefined;
+    // conmon may have written the record and exited since the first read.
+    return (await this.readExitRecord(id)) ?? { code: 255, oomKilled: await this.oomKilled(id), at: new Date(), lost: true };
+  }
+
+  private async readExitRecord(id: string): Promise<ExitStatus | undefined> {
     const file = join(this.exitDir, id);
     const [text, info] = await Promise.all([readFile(file, 'utf8').catch(() => undefined), stat(file).catch(() => undefined)]);
-    // conmon writes the record in place: an empty or partial file is not a record yet.
-    if (text === undefined || !info || !/^-?\d+\s*$/.test(text)) {
-      // runc may report the init process stopped before conmon wrote the record; only a dead conmon means it never will.
-      if ((await this.state(id))?.status !== 'stopped' || (await this.monitorAlive(id))) return undefined;
-      return { code: 255, oomKilled: await this.oomKilled(id), at: new Date(), lost: true };
-    }
+    // An empty or partial file is not a record yet.
+    if (text === undefined || !info || !/^-?\d+\s*$/.test(text)) return undefined;
     const code = Number(text.trim());
     const status: ExitStatus = { code, oomKilled: await this.oomKilled(id), at: info.mtime };
     if (code > 128 && code < 128 + 65) status.signal = code - 128;
@@ -249,6 +255,7 @@ export class RuncRuntime implements ContainerRuntime {
     const flags = [...(opts.env ?? []).flatMap((e) => ['--env', e]), ...(opts.cwd ? ['--cwd', opts.cwd] : [])];
     // stdio passes straight through: the process's output and runc's own errors reach the caller as they are.
     const res = await runCommand(runc, ['--root', this.runcRoot, 'exec', ...flags, id, ...args], { stdio: opts.stdio });
+    if (res.code === undefined) throw new BerthError('INTERNAL', `container ${id}: cannot run ${runc}: ${res.error?.message}`, { cause: res.error });
     return res.code;
   }
 }

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { BerthError } from '../errors.js';
+import { runCommand } from '../linux/index.js';
 import { nullLogger, type Logger } from '../log.js';
 import type { Mount } from '../oci/mount.js';
 import { fsError, LocalSnapshotter } from './local.js';
@@ -44,11 +44,11 @@ export class NativeSnapshotter extends LocalSnapshotter {
       });
       return;
     }
-    const res = await execa('cp', ['-a', '--reflink=auto', '--', this.fsOf(below), fs], { reject: false, stdin: 'ignore' });
-    if (res.failed) {
-      const said = String(res.stderr || res.message).split('\n')[0];
+    const res = await runCommand('cp', ['-a', '--reflink=auto', '--', this.fsOf(below), fs]);
+    if (res.code !== 0) {
+      const said = (res.stderr || (res.error?.message ?? '')).split('\n')[0];
       throw new BerthError('UNAVAILABLE', `copying snapshot ${this.fsOf(below)} to ${fs} failed: ${said}`, {
-        cause: res,
+        cause: res.error,
         hint: `check free space and the disk holding ${this.root}, then retry`,
         details: { source: this.fsOf(below), target: fs, stderr: res.stderr },
       });

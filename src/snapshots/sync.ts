@@ -1,7 +1,6 @@
 import { open } from 'node:fs/promises';
-import { execa } from 'execa';
 import { BerthError, isBerthError } from '../errors.js';
-import { syncfs } from '../linux/index.js';
+import { runCommand, syncfs } from '../linux/index.js';
 
 /**
  * The disk-facing primitives of the snapshotters, in one place so the
@@ -42,8 +41,8 @@ export async function syncDir(path: string): Promise<void> {
  * anything mounted inside.
  */
 export async function removeTree(path: string): Promise<void> {
-  const res = await execa('rm', ['-rf', '--one-file-system', '--', path], { reject: false, stdin: 'ignore' });
-  if (res.failed) {
-    throw new BerthError('UNAVAILABLE', `removing ${path} failed: ${String(res.stderr || res.message).split('\n')[0]}`, { cause: res, details: { path } });
+  const res = await runCommand('rm', ['-rf', '--one-file-system', '--', path]);
+  if (res.code !== 0) {
+    throw new BerthError('UNAVAILABLE', `removing ${path} failed: ${(res.stderr || (res.error?.message ?? '')).split('\n')[0]}`, { cause: res.error, details: { path } });
   }
 }
