@@ -69,7 +69,13 @@ export function asBerthError(err: unknown, fallback: ErrorCode = 'INTERNAL', mes
   return new BerthError(fallback, message ? `${message}: ${text}` : text, { cause: err });
 }
 
+const TRANSIENT: ReadonlySet<ErrorCode> = new Set(['UNAVAILABLE', 'RATE_LIMITED', 'TIMEOUT', 'TRUNCATED']);
+
 /** Codes worth retrying: the condition may clear by itself. */
+export function isTransientCode(code: ErrorCode): boolean {
+  return TRANSIENT.has(code);
+}
+
 export function isTransient(err: unknown): boolean {
-  return err instanceof BerthError && (err.code === 'UNAVAILABLE' || err.code === 'RATE_LIMITED' || err.code === 'TIMEOUT' || err.code === 'TRUNCATED');
+  return err instanceof BerthError && isTransientCode(err.code);
 }

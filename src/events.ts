@@ -23,7 +23,9 @@ export type BerthEvent =
   | { type: 'container.gave-up'; name: string; id: string; restartCount: number; reason: string }
   | { type: 'container.stopped'; name: string; id: string }
   | { type: 'container.adopted'; name: string; id: string; pid: number }
-  | { type: 'container.removed'; name: string; id: string };
+  | { type: 'container.removed'; name: string; id: string }
+  | { type: 'container.replaced'; name: string; reason: string; diff: Array<{ path: string; from: unknown; to: unknown }> }
+  | { type: 'reconcile.done'; converged: boolean; changes: number; failed: number; durationMs: number; trigger: string };
 
 export type EventType = BerthEvent['type'];
 

@@ -61,6 +61,8 @@ export interface System {
   containers(): Promise<ContainerService>;
   /** The image a container runs, resolved to a stored, unpacked image. */
   readonly imageSource: ImageSource;
+  /** Resolves when every event published so far is in the event log. */
+  eventsStored(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -188,6 +190,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     imageSource,
     runtime: getRuntime,
     containers: getContainers,
+    eventsStored: () => recorder.flush(),
     async close() {
       await recorder.stop();
       if (resolver) await (await resolver).close();

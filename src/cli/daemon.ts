@@ -1,36 +1,147 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { BerthError } from '../errors.js';
 import { acquireLock } from '../lock/index.js';
 import type { StoredEvent } from '../metadata/store.js';
+import type { ApplyReport, Desired } from '../reconcile/index.js';
 import type { Command } from './context.js';
-import { positionals } from './context.js';
+import { positionals, writeJSON } from './context.js';
+import { parseDurationOption } from './duration.js';
+import { shortDigest, table } from './format.js';
+import { load, protection, reconcileDeps } from './reconcile.js';
 
-/** `berth daemon` (supervision; manifests come with the reconciler) and `berth events`. */
+/** `berth daemon`, `berth status`, `berth events`. */
+
+async function loadDesired(files: string[], prune: boolean): Promise<Desired & { errors: Awaited<ReturnType<typeof load>>['errors'] }> {
+  const result = await load(files);
+  return { desired: result.desired, protect: protection(result, prune), manifestErrors: result.errors.length, errors: result.errors };
+}
 
 const daemon: Command = {
   name: 'daemon',
-  usage: 'berth daemon',
-  summary: 'supervise containers: restart policies, exits, adoption after a restart of berth',
+  usage: 'berth daemon [-f DIR...] [--no-prune] [--resync D]',
+  summary: 'watch manifests and keep the host converged (pruning what was removed), supervise containers, serve the API',
+  options: { file: { type: 'string', short: 'f', multiple: true }, 'no-prune': { type: 'boolean' }, resync: { type: 'string' } },
   async run(ctx) {
     positionals(ctx, 0, this.usage);
     if (!ctx.proc.onSignal) throw new BerthError('INTERNAL', 'the daemon needs signal handling');
-    const sys = await ctx.system();
-    const service = await sys.containers();
-    // The state's one writer: a second daemon (or, later, an apply) is refused, naming this one.
+    const v = ctx.line.values.file;
+    const files = (Array.isArray(v) ? v : v === undefined ? [] : [v]).filter((x): x is string => typeof x === 'string').map((f) => resolve(f));
+    const prune = !ctx.line.values['no-prune'];
+    const resyncMs = parseDurationOption(ctx.line.values.resync, '--resync', 30_000);
+    const stopped = new Promise<number>((r) => ctx.proc.onSignal!((signal) => r(signal)));
+    // The state's one writer: a second daemon or an apply is refused, naming this one.
     const lock = await acquireLock(join(ctx.globals.state, 'lock'), { holder: { pid: ctx.proc.pid, what: 'berth daemon' }, timeoutMs: 0, what: `state ${ctx.globals.state}` });
-    const { Supervisor } = await import('../containers/index.js');
-    const supervisor = new Supervisor({ service, runtime: await sys.runtime(), metadata: sys.metadata, events: sys.events, logger: ctx.logger.child({ module: 'supervisor' }) });
+    const cleanup: Array<() => Promise<void> | void> = [() => lock.release()];
     try {
-      const stopped = new Promise<number>((resolve) => ctx.proc.onSignal!((signal) => resolve(signal)));
+      const sys = await ctx.system();
+      const service = await sys.containers();
+      const [{ Supervisor }, reconcile, { Metrics }, { startApiServer }] = await Promise.all([
+        import('../containers/index.js'),
+        import('../reconcile/index.js'),
+        import('../api/metrics.js'),
+        import('../api/server.js'),
+      ]);
+      const metrics = new Metrics();
+      cleanup.push(sys.events.subscribe((e) => metrics.observe(e)));
+      const supervisor = new Supervisor({ service, runtime: await sys.runtime(), metadata: sys.metadata, events: sys.events, logger: ctx.logger.child({ module: 'supervisor' }) });
       await supervisor.start();
-      ctx.logger.info('daemon supervising', { containers: (await sys.metadata.containers.list()).length });
+      cleanup.push(() => supervisor.stop());
+      const deps = await reconcileDeps(sys);
+      let last: { report: ApplyReport; desired: Desired } | undefined;
+      // One controller serialises every run: the watch's, the resync's and the API's.
+      const controller = new reconcile.Controller({
+        reconcile: deps,
+        load: () => loadDesired(files, prune),
+        events: sys.events,
+        logger: ctx.logger.child({ module: 'controller' }),
+        resyncMs,
+        onReport: (report, desired) => {
+          last = { report, desired };
+          metrics.reconciled(report.steps.reduce((n, s) => n + s.durationMs, 0), report.converged);
+        },
+      });
+      if (files.length) {
+        const { watch } = await import('chokidar');
+        const { isLeftover } = await import('../manifests/index.js');
+        const watcher = watch(files, { ignoreInitial: true, ignored: (path: string) => isLeftover(path.slice(path.lastIndexOf('/') + 1)) });
+        watcher.on('all', (event, path) => {
+          ctx.logger.debug('manifest changed', { event, path });
+          controller.trigger('manifest change');
+        });
+        watcher.on('error', (err) => ctx.logger.error('watching manifests failed', { error: (err as Error).message }));
+        cleanup.push(() => watcher.close());
+        controller.start();
+        cleanup.push(() => controller.stop());
+      }
+      const api = await startApiServer(
+        join(ctx.globals.state, 'api.sock'),
+        {
+          async status() {
+            const views = await service.list();
+            const images = new Map<string, string>();
+            for (const img of last?.desired.desired.images ?? []) {
+              const d = await deps.images.stored(img.ref);
+              if (d) images.set(deps.canonical(img.ref), d);
+            }
+            return { objects: reconcile.statusOf(views, last?.desired.desired, last?.report, images, deps.canonical), lastReconcile: last ? { converged: last.report.converged, manifestErrors: last.desired.manifestErrors } : null };
+          },
+          events: (since) => sys.metadata.events.since(since),
+          onEvents: (fn) => sys.events.subscribe(() => void sys.eventsStored().then(fn)),
+          async metrics() {
+            const byState: Record<string, number> = {};
+            for (const v of await service.list()) byState[v.state] = (byState[v.state] ?? 0) + 1;
+            return metrics.render({ containersByState: byState, manifestErrors: last?.desired.manifestErrors ?? 0 });
+          },
+          async reconcile(req) {
+            const paths = req.paths?.length ? req.paths.map((p) => resolve(p)) : files;
+            if (!paths.length) throw new BerthError('INVALID_ARGUMENT', 'this daemon watches no manifests; name them', { hint: 'berth apply -f PATH' });
+            const { report, desired } = await controller.runWith('api', () => loadDesired(paths, req.paths?.length ? (req.prune ?? false) : prune));
+            return { ...report, manifestErrors: (desired as Awaited<ReturnType<typeof loadDesired>>).errors };
+          },
+        },
+        ctx.logger.child({ module: 'api' }),
+      );
+      cleanup.push(() => api.close());
+      ctx.logger.info('daemon ready', { manifests: files, containers: (await sys.metadata.containers.list()).length });
       const signal = await stopped;
       ctx.logger.info('daemon stopping; containers keep running', { signal });
     } finally {
-      await supervisor.stop();
-      await lock.release();
+      for (const fn of cleanup.reverse()) await Promise.resolve(fn()).catch(() => {});
     }
     return 0;
+  },
+};
+
+const status: Command = {
+  name: 'status',
+  usage: 'berth status',
+  summary: 'per object: state, image digest, restarts, last error, conditions Ready/Progressing/Degraded',
+  async run(ctx) {
+    positionals(ctx, 0, this.usage);
+    const socket = join(ctx.globals.state, 'api.sock');
+    const { callDaemon } = await import('../api/client.js');
+    type Status = { objects: import('../reconcile/status.js').ObjectStatus[] };
+    let st: Status | undefined = await callDaemon<Status>(socket, 'GET', '/status', undefined, 5000).catch(() => undefined);
+    if (!st) {
+      // No daemon: what the records and the runtime say.
+      const { statusOf } = await import('../reconcile/status.js');
+      st = { objects: statusOf(await (await (await ctx.system()).containers()).list()) };
+    }
+    if (ctx.globals.output === 'json') {
+      writeJSON(ctx.proc.stdout, st);
+      return 0;
+    }
+    const cond = (o: Status['objects'][number], t: string): string => {
+      const c = o.conditions.find((x) => x.type === t);
+      return c ? (c.status ? c.reason : '-') : '-';
+    };
+    ctx.proc.stdout.write(
+      table(
+        ['KIND', 'NAME', 'STATE', 'DIGEST', 'RESTARTS', 'READY', 'PROGRESSING', 'DEGRADED', 'LAST ERROR'],
+        st.objects.map((o) => [o.kind, o.name, o.state, o.imageDigest ? shortDigest(o.imageDigest) : '-', String(o.restarts ?? '-'), cond(o, 'Ready'), cond(o, 'Progressing'), cond(o, 'Degraded'), o.lastError ?? '']),
+      ),
+    );
+    return st.objects.some((o) => o.conditions.some((c) => c.type === 'Degraded' && c.status)) ? 1 : 0;
   },
 };
 
@@ -62,7 +173,7 @@ const events: Command = {
         for (const e of batch) ctx.proc.stdout.write(json ? JSON.stringify(e) + '\n' : formatEvent(e));
         after = batch.at(-1)?.seq ?? after;
         if (!ctx.line.values.follow || stop) break;
-        // Another process writes the log; LMDB has no change notification across processes, so this reads again shortly.
+        // The log is written by other processes; LMDB does not notify across processes, so this reads again shortly.
         if (batch.length === 0) await new Promise((r) => setTimeout(r, 250));
       }
     } finally {
@@ -72,4 +183,4 @@ const events: Command = {
   },
 };
 
-export const daemonCommands: Command[] = [daemon, events];
+export const daemonCommands: Command[] = [daemon, status, events];

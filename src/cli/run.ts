@@ -5,6 +5,7 @@ import { parseCommandLine, resolveGlobals, type OptionSpec } from './args.js';
 import { contentCommands } from './content.js';
 import { containerCommands } from './container.js';
 import { daemonCommands } from './daemon.js';
+import { reconcileCommands } from './reconcile.js';
 import type { Command, ProcessInfo } from './context.js';
 import { formatError } from './format.js';
 import { imageCommands } from './image.js';
@@ -19,7 +20,7 @@ import { imageTransferCommands } from './image-transfer.js';
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 
-const commands: Command[] = [...containerCommands, ...daemonCommands, ...imageCommands, ...imageTransferCommands, ...contentCommands];
+const commands: Command[] = [...reconcileCommands, ...daemonCommands, ...containerCommands, ...imageCommands, ...imageTransferCommands, ...contentCommands];
 const table: ReadonlyMap<string, OptionSpec> = new Map(commands.map((c) => [c.name, c.options ?? {}]));
 
 function usage(): string {

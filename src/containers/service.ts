@@ -63,6 +63,8 @@ export interface CreateRequest {
   config: ContainerConfig;
   restart?: Partial<RestartPolicy>;
   labels?: Record<string, string>;
+  /** The reconciler's mark: the spec hash and the desired spec the container is made from. */
+  managed?: ContainerRecord['managed'];
 }
 
 export type ContainerState = 'created' | 'running' | 'restarting' | 'exited';
@@ -86,6 +88,7 @@ export interface ContainerView {
   lastError?: string;
   restart: RestartPolicy;
   labels: Record<string, string>;
+  managed?: ContainerRecord['managed'];
 }
 
 /** Docker's rule for container names. */
@@ -167,6 +170,7 @@ export class ContainerService {
           labels: req.labels ?? {},
           desired: 'stopped',
           status: { restartCount: 0 },
+          ...(req.managed ? { managed: req.managed } : {}),
         });
         this.deps.events.publish({ type: 'container.created', name: req.name, id, image: image.name, digest: image.digest });
         return record;
@@ -221,6 +225,18 @@ export class ContainerService {
         if (!isBerthError(err, 'NOT_FOUND')) throw err;
       });
     }
+  }
+
+  /** Changes what needs no new container: the restart policy, labels, the reconciler's mark. */
+  async updateSettings(name: string, settings: { restart?: Partial<RestartPolicy>; labels?: Record<string, string>; managed?: ContainerRecord['managed'] }): Promise<ContainerRecord> {
+    return this.locked(name, 'update', () =>
+      this.deps.metadata.containers.update(name, (r) => ({
+        ...r,
+        ...(settings.restart ? { restart: { ...r.restart, ...stripUndefined(settings.restart) } } : {}),
+        ...(settings.labels ? { labels: settings.labels } : {}),
+        ...(settings.managed ? { managed: settings.managed } : {}),
+      })),
+    );
   }
 
   // --- start --------------------------------------------------------------
@@ -493,6 +509,7 @@ export class ContainerService {
       restarts: s.restartCount,
       restart: rec.restart,
       labels: rec.labels,
+      ...(rec.managed ? { managed: rec.managed } : {}),
     };
     if (state === 'running' && st) v.pid = st.pid;
     // An exit not yet processed (no daemon ran) is shown from the exit record.

@@ -120,6 +120,8 @@ export interface ContainerRecord {
   createdAt: string;
   updatedAt: string;
   status: ContainerStatus;
+  /** Set when the reconciler made it from a manifest: berth apply changes and prunes only these. */
+  managed?: { specHash: string; spec: Record<string, unknown> };
 }
 
 export interface ContainerStore {
