@@ -10,3 +10,4 @@ export * from './platform.js';
 export * from './reference.js';
 export * from './chainid.js';
 export * from './mount.js';
+export * from './quantity.js';

@@ -7,7 +7,7 @@
  */
 export * from './spec.js';
 export * from './signals.js';
-export * from './quantity.js';
+export { parseBytes } from '../oci/quantity.js';
 export * from './runtime.js';
 export { RuncRuntime, type RuncRuntimeOptions } from './runc.js';
 export { readLog, CriLogParser, type LogLine, type ReadLogOptions } from './logs.js';

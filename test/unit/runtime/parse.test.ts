@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isBerthError } from '../../../src/errors.js';
-import { parseBytes } from '../../../src/runtime/quantity.js';
 import { parseSignal, SIGNALS } from '../../../src/runtime/signals.js';
-
-const Ki = 1024;
-const Mi = Ki * 1024;
-const Gi = Mi * 1024;
 
 function assertInvalid(fn: () => unknown, message: string): void {
   assert.throws(fn, (err: unknown) => {
@@ -16,48 +11,6 @@ function assertInvalid(fn: () => unknown, message: string): void {
     return true;
   });
 }
-
-describe('parseBytes', () => {
-  const table: Array<[string, number]> = [
-    ['0', 0],
-    ['1048576', 1048576],
-    ['512k', 512 * Ki],
-    ['512K', 512 * Ki],
-    ['512kb', 512 * Ki],
-    ['64m', 64 * Mi],
-    ['64M', 64 * Mi],
-    ['64MB', 64 * Mi],
-    ['1g', Gi],
-    ['1G', Gi],
-    ['2t', 2 * 1024 * Gi],
-    ['1p', 2 ** 50],
-    ['256Mi', 256 * Mi],
-    ['1Ki', Ki],
-    ['1Gi', Gi],
-    ['1GiB', Gi],
-    ['1gib', Gi],
-    ['1.5Gi', 1.5 * Gi],
-    ['1.5g', 1610612736],
-    ['0.5k', 512],
-    ['.5m', 512 * Ki],
-    ['1.3k', 1331],
-    ['10 MiB', 10 * Mi],
-    [' 64m ', 64 * Mi],
-    ['100b', 100],
-    ['100B', 100],
-  ];
-  for (const [s, n] of table) it(`${JSON.stringify(s)} → ${n}`, () => assert.equal(parseBytes(s), n));
-
-  const bad = ['', 'm', '-1', '-64m', '64x', '1e6', '100m3', '1..5g', '1.', '12i', '64mm', '1 g b', 'Infinity', '0x10', '1,5g', '8Ei'];
-  for (const s of bad) {
-    it(`refuses ${JSON.stringify(s)}`, () => assertInvalid(() => parseBytes(s), `size ${JSON.stringify(s)} is not a byte size`));
-  }
-
-  it('refuses sizes beyond a safe integer', () => {
-    assertInvalid(() => parseBytes('9p'), 'size "9p" is too large');
-    assert.equal(parseBytes('7p'), 7 * 2 ** 50);
-  });
-});
 
 describe('parseSignal', () => {
   const table: Array<[string, number]> = [

@@ -1,0 +1,425 @@
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isScalar, isSeq, LineCounter, parseAllDocuments, visit, type Document, type Node } from 'yaml';
+import { desiredObject, type DesiredContainer, type DesiredObject } from './desired.js';
+import { joinPointer, locate, type Anchor, type Position } from './position.js';
+import { KINDS, suggest, validateObject, type Kind, type Problem } from './schema.js';
+
+/**
+ * Reading manifests: files and directories → validated, normalised objects
+ * and a list of everything wrong, each at file:line:col with a JSON pointer
+ * and a hint. Never throws for bad input.
+ *
+ * - A directory contributes its *.yaml, *.yml and *.json files, its
+ *   subdirectories too, in name order; dot files and dot directories (.git)
+ *   and editors' and package managers' leftovers are ignored. A file named
+ *   on its own is read whatever its name.
+ * - A file holds any number of YAML documents (JSON is YAML too); a document
+ *   is one object, or a list of objects. Empty documents are ignored.
+ * - A file with any syntax, schema or value error is skipped whole: none of
+ *   its objects is returned, so a half-edited file never half-applies.
+ * - Across files: names are unique per kind (every object of a name given
+ *   twice is dropped, reported at the second), dependsOn names existing
+ *   containers, and dependencies have no cycle. Objects failing these are
+ *   dropped, and so are the containers depending on them.
+ */
+
+export type ManifestErrorCode = 'YAML' | 'SCHEMA' | 'DUPLICATE' | 'DEPENDENCY' | 'CYCLE' | 'IO';
+
+export interface ManifestError {
+  code: ManifestErrorCode;
+  file: string;
+  /** 1-based; 0 (with col 0) when there is no position, as for a file that cannot be read. */
+  line: number;
+  col: number;
+  message: string;
+  /** JSON pointer into the document ("" for the document itself); for a list document it starts with the item's index. */
+  pointer: string;
+  hint: string;
+  /** The object the error is about, when its kind and name are known: the reconciler must leave it as it is. */
+  object?: { kind: string; name: string };
+}
+
+export type ManifestObject = DesiredObject;
+
+export interface LoadResult {
+  /** Valid objects, in file order, then document order. */
+  objects: ManifestObject[];
+  /** Sorted by file (in reading order), line and column. */
+  errors: ManifestError[];
+  /** Every file read (or that failed to be read), in reading order. */
+  files: string[];
+}
+
+/** Files larger than this are refused: manifests are small, and a big file is more likely a mistake than a manifest. */
+export const MAX_MANIFEST_FILE_BYTES = 4 * 1024 * 1024;
+
+const MANIFEST_FILE = /\.(ya?ml|json)$/i;
+
+/** Left behind by editors (vim .swp, emacs ~ and #…#), patch, dpkg, ucf and rpm: never manifests. */
+export function isLeftover(name: string): boolean {
+  return (
+    name.startsWith('.') ||
+    name.endsWith('~') ||
+    /^#.*#$/.test(name) ||
+    /\.(sw[a-p]|bak|orig|rej|tmp|rpmnew|rpmsave)$/i.test(name) ||
+    /\.(dpkg|ucf)-[a-z]+$/i.test(name)
+  );
+}
+
+export async function loadManifests(paths: readonly string[]): Promise<LoadResult> {
+  const errors: ManifestError[] = [];
+  const files = await manifestFiles(paths, errors);
+  const parsed: ParsedObject[] = [];
+  const skipped: Declared[] = [];
+  const unreadable = new Set(errors.map((e) => e.file));
+  for (const file of files) {
+    if (unreadable.has(file)) continue;
+    const text = await readManifestFile(file, errors);
+    if (text === undefined) continue;
+    const r = parseFile(text, file);
+    if (r.errors.length) {
+      errors.push(...r.errors);
+      skipped.push(...r.declared);
+    } else {
+      parsed.push(...r.objects);
+    }
+  }
+  const kept = checkAcrossFiles(parsed, skipped, errors);
+  const order = new Map(files.map((f, i) => [f, i]));
+  errors.sort((a, b) => (order.get(a.file) ?? -1) - (order.get(b.file) ?? -1) || a.line - b.line || a.col - b.col);
+  return { objects: kept.map((p) => p.object), errors, files };
+}
+
+/** Reads one file's text: its objects, or its errors (then the objects count for nothing). */
+export function parseManifests(text: string, file: string): { objects: ManifestObject[]; errors: ManifestError[] } {
+  const r = parseFile(text, file);
+  return { objects: r.errors.length ? [] : r.objects.map((p) => p.object), errors: r.errors };
+}
+
+export function formatManifestError(e: ManifestError): string {
+  const where = e.line > 0 ? `${e.file}:${e.line}:${e.col}` : e.file;
+  const at = e.pointer === '' ? '' : ` (at ${e.pointer})`;
+  return `${where}: ${e.message}${at}${e.hint ? `\n  hint: ${e.hint}` : ''}`;
+}
+
+// ---- files
+
+async function manifestFiles(paths: readonly string[], errors: ManifestError[]): Promise<string[]> {
+  const files: string[] = [];
+  const seen = new Set<string>();
+  const add = async (file: string): Promise<void> => {
+    const real = await realpath(file).catch(() => file);
+    if (!seen.has(real)) {
+      seen.add(real);
+      files.push(file);
+    }
+  };
+  const walk = async (dir: string, visited: Set<string>): Promise<void> => {
+    const real = await realpath(dir);
+    if (visited.has(real)) return; // a symlink loop
+    visited.add(real);
+    const entries = (await readdir(dir)).filter((n) => !isLeftover(n)).sort();
+    for (const name of entries) {
+      const path = join(dir, name);
+      const st = await stat(path).catch(() => undefined); // a dangling symlink is no manifest
+      if (st?.isDirectory()) await walk(path, visited);
+      else if (st?.isFile() && MANIFEST_FILE.test(name)) await add(path);
+    }
+  };
+  for (const path of paths) {
+    try {
+      const st = await stat(path);
+      if (st.isDirectory()) await walk(path, new Set());
+      else await add(path);
+    } catch (err) {
+      errors.push(ioError(path, err));
+      files.push(path);
+    }
+  }
+  return files;
+}
+
+async function readManifestFile(file: string, errors: ManifestError[]): Promise<string | undefined> {
+  try {
+    const st = await stat(file);
+    if (!st.isFile()) {
+      errors.push({ code: 'IO', file, line: 0, col: 0, pointer: '', message: 'is not a regular file', hint: 'give manifest files or directories of them' });
+      return undefined;
+    }
+    if (st.size > MAX_MANIFEST_FILE_BYTES) {
+      errors.push({ code: 'IO', file, line: 0, col: 0, pointer: '', message: `is ${st.size} bytes, more than the ${MAX_MANIFEST_FILE_BYTES} a manifest file may have`, hint: 'split it, or check that it is a manifest' });
+      return undefined;
+    }
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    // Listed before it was read, so it is in `files` already.
+    errors.push(ioError(file, err));
+    return undefined;
+  }
+}
+
+function ioError(file: string, err: unknown): ManifestError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const [message, hint] =
+    code === 'ENOENT' ? ['no such file or directory', 'check the path given with -f']
+    : code === 'EACCES' || code === 'EPERM' ? ['permission denied', 'make it readable by the user berth runs as']
+    : code === 'ENOTDIR' ? ['a part of the path is not a directory', 'check the path given with -f']
+    : [`cannot be read: ${err instanceof Error ? err.message : String(err)}`, 'check the file and its directory'];
+  return { code: 'IO', file, line: 0, col: 0, pointer: '', message, hint };
+}
+
+// ---- one file
+
+/** An object that passed its schema, with what the checks across files need: where its parts are. */
+interface ParsedObject {
+  object: ManifestObject;
+  base: string;
+  at(pointer: string, anchor: Anchor): Position;
+}
+
+/** A kind and name seen in a file, valid or not, to explain later why a dependency is missing. */
+interface Declared {
+  kind: string;
+  name: string;
+  file: string;
+}
+
+function parseFile(text: string, file: string): { objects: ParsedObject[]; errors: ManifestError[]; declared: Declared[] } {
+  const lines = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const objects: ParsedObject[] = [];
+  const errors: ManifestError[] = [];
+  const declared: Declared[] = [];
+  if (!Array.isArray(docs)) return { objects, errors, declared }; // no document at all
+
+  for (const doc of docs) {
+    if (doc.errors.length) {
+      for (const e of doc.errors) {
+        // yaml places an unclosed quote's error at the end of the text; where the quote opens helps more.
+        const offset = (e.code === 'MISSING_CHAR' ? unclosedQuote(doc, text) : undefined) ?? e.pos[0];
+        const { line, col } = lines.linePos(offset);
+        errors.push({ code: 'YAML', file, line, col, pointer: '', message: e.message, hint: YAML_HINTS[e.code] ?? 'fix the YAML syntax here' });
+      }
+      continue;
+    }
+    const root = doc.contents as Node | null;
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      const { line, col } = lines.linePos(root?.range?.[0] ?? 0);
+      errors.push({ code: 'YAML', file, line, col, pointer: '', message: err instanceof Error ? err.message : String(err), hint: 'use fewer aliases (*name); write the values out' });
+      continue;
+    }
+    if (value === null || value === undefined || !root) continue;
+    const items: Array<[unknown, string]> = Array.isArray(value) && isSeq(root) ? value.map((v, i) => [v, `/${i}`]) : [[value, '']];
+    for (const [item, base] of items) {
+      const at = (pointer: string, anchor: Anchor): Position => locate(doc as Document, root, pointer, anchor, lines);
+      const r = checkObject(item, base, file, at);
+      if (r.declared) declared.push(r.declared);
+      if (r.errors.length) errors.push(...r.errors);
+      else if (r.object) objects.push({ object: r.object, base, at });
+    }
+  }
+  errors.sort((a, b) => a.line - b.line || a.col - b.col);
+  return { objects, errors, declared };
+}
+
+/** Where the last quoted scalar without its closing quote opens. */
+function unclosedQuote(doc: Document.Parsed, text: string): number | undefined {
+  let offset: number | undefined;
+  visit(doc, {
+    Scalar(_, node) {
+      if (!isScalar(node) || (node.type !== 'QUOTE_DOUBLE' && node.type !== 'QUOTE_SINGLE') || !node.range) return;
+      const source = text.slice(node.range[0], node.range[1]).trimEnd();
+      if (source.length < 2 || source[source.length - 1] !== source[0]) offset = node.range[0];
+    },
+  });
+  return offset;
+}
+
+function checkObject(value: unknown, base: string, file: string, at: ParsedObject['at']): { object?: ManifestObject; errors: ManifestError[]; declared?: Declared } {
+  const error = (p: Problem, object?: Declared): ManifestError => {
+    const { line, col } = at(p.pointer, p.anchor);
+    return { code: 'SCHEMA', file, line, col, pointer: p.pointer, message: p.message, hint: p.hint, ...(object ? { object: { kind: object.kind, name: object.name } } : {}) };
+  };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    const what = Array.isArray(value) ? 'a list' : `a ${typeof value}`;
+    const p: Problem = { pointer: base, anchor: 'value', message: `a manifest must be a mapping with apiVersion, kind, metadata and spec, not ${what}`, hint: 'start the document with apiVersion: berth/v1' };
+    return { errors: [error(p)] };
+  }
+  const fields = value as Record<string, unknown>;
+  const kind = fields.kind;
+  const name = (fields.metadata as Record<string, unknown> | undefined)?.name;
+  const declared = typeof kind === 'string' && typeof name === 'string' ? { kind, name, file } : undefined;
+
+  if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) {
+    const guess = typeof kind === 'string' ? suggest(kind, KINDS) : undefined;
+    const p: Problem =
+      kind === undefined
+        ? { pointer: joinPointer(base, 'kind'), anchor: 'key', message: 'missing required field "kind"', hint: `add kind: one of ${KINDS.join(', ')}` }
+        : { pointer: joinPointer(base, 'kind'), anchor: 'value', message: `unknown kind ${JSON.stringify(kind)}`, hint: guess ? `did you mean ${JSON.stringify(guess)}?` : `berth knows the kinds ${KINDS.join(', ')}` };
+    return { errors: [error(p, declared)], declared };
+  }
+  const problems = validateObject(kind as Kind, value, base);
+  if (problems.length) return { errors: problems.map((p) => error(p, declared)), declared };
+
+  const { line, col } = at(base, 'value');
+  const r = desiredObject(kind as Kind, value, { file, line, col }, base);
+  return { object: r.object, errors: r.problems.map((p) => error(p, declared)), declared };
+}
+
+/** yaml's error codes → what to do about them. */
+const YAML_HINTS: Readonly<Record<string, string>> = {
+  TAB_AS_INDENT: 'indent with spaces; YAML does not allow tabs for indentation',
+  BAD_INDENT: 'line up the keys of a mapping and the items of a list at the same indentation, with spaces',
+  DUPLICATE_KEY: 'a mapping holds each key once; remove or rename one of them',
+  MISSING_CHAR: 'a quote or bracket is not closed; close it',
+  BAD_DQ_ESCAPE: 'in double quotes, write a backslash as \\\\, or use single quotes',
+  BAD_ALIAS: 'an alias (*name) must refer to an anchor (&name) defined before it',
+  BLOCK_AS_IMPLICIT_KEY: 'a key is missing its ":", or a value holding ": " or " #" needs quotes',
+  MULTILINE_IMPLICIT_KEY: 'a key is missing its ":", or a value holding ": " or " #" needs quotes',
+  UNEXPECTED_TOKEN: 'check this line for a missing ":" or a value that needs quotes (one starting with @, `, %, * or &)',
+  BAD_SCALAR_START: 'quote values starting with @, `, %, * or &',
+};
+
+// ---- across files
+
+function checkAcrossFiles(parsed: ParsedObject[], skipped: Declared[], errors: ManifestError[]): ParsedObject[] {
+  /** Why a name is not applied, by kind/name. */
+  const dropped = new Map<string, string>();
+  const keyOf = (kind: string, name: string): string => `${kind}/${name}`;
+  for (const d of skipped) dropped.set(keyOf(d.kind, d.name), `its file ${d.file} has errors`);
+  const where = (p: ParsedObject): string => `${p.object.source.file}:${p.at(joinPointer(p.base, 'metadata', 'name'), 'value').line}`;
+  const report = (p: ParsedObject, code: ManifestErrorCode, pointer: string, message: string, hint: string): void => {
+    const { line, col } = p.at(pointer, 'value');
+    errors.push({ code, file: p.object.source.file, line, col, pointer, message, hint, object: { kind: p.object.kind, name: p.object.name } });
+  };
+
+  // Names, unique per kind.
+  const byKey = new Map<string, ParsedObject[]>();
+  for (const p of parsed) {
+    const key = keyOf(p.object.kind, p.object.name);
+    byKey.set(key, [...(byKey.get(key) ?? []), p]);
+  }
+  for (const [key, group] of byKey) {
+    if (group.length < 2) continue;
+    const first = group[0]!;
+    for (const p of group.slice(1)) {
+      report(p, 'DUPLICATE', joinPointer(p.base, 'metadata', 'name'), `${p.object.kind} ${JSON.stringify(p.object.name)} is defined twice: first at ${where(first)}`, `names are unique per kind across all manifests; rename or remove one (neither is applied until then)`);
+    }
+    dropped.set(key, `it is defined more than once (${group.map(where).join(', ')})`);
+  }
+  let alive = parsed.filter((p) => !dropped.has(keyOf(p.object.kind, p.object.name)));
+
+  const containers = (): Map<string, ParsedObject> => new Map(alive.filter((p) => p.object.kind === 'Container').map((p) => [p.object.name, p]));
+  const names = new Set(parsed.filter((p) => p.object.kind === 'Container').map((p) => p.object.name));
+  const imageNames = new Set(parsed.filter((p) => p.object.kind === 'Image').map((p) => p.object.name));
+
+  /** Drops containers whose dependencies are not applied, until none is left. */
+  const dropBrokenDependencies = (): void => {
+    for (let changed = true; changed; ) {
+      changed = false;
+      const live = containers();
+      for (const p of live.values()) {
+        const c = p.object as DesiredContainer;
+        const missing = c.dependsOn.map((dep, i) => ({ dep, i })).filter(({ dep }) => !live.has(dep));
+        if (!missing.length) continue;
+        for (const { dep, i } of missing) {
+          const why = dropped.get(keyOf('Container', dep));
+          const message = why
+            ? `depends on ${JSON.stringify(dep)}, which is not applied: ${why}`
+            : `depends on ${JSON.stringify(dep)}, but there is no Container named ${JSON.stringify(dep)}`;
+          const guess = suggest(dep, [...names]);
+          const hint = why
+            ? `fix ${JSON.stringify(dep)} first; until then ${JSON.stringify(c.name)} is not applied either`
+            : imageNames.has(dep) ? `${JSON.stringify(dep)} is an Image; dependsOn names Containers`
+            : guess ? `did you mean ${JSON.stringify(guess)}?`
+            : `add a Container named ${JSON.stringify(dep)}, or remove it from dependsOn`;
+          report(p, 'DEPENDENCY', joinPointer(p.base, 'spec', 'dependsOn', i), message, hint);
+        }
+        const first = missing[0]!.dep;
+        dropped.set(keyOf('Container', c.name), `it depends on ${JSON.stringify(first)}, which ${dropped.has(keyOf('Container', first)) ? 'is not applied' : 'does not exist'}`);
+        alive = alive.filter((a) => a !== p);
+        changed = true;
+      }
+    }
+  };
+
+  dropBrokenDependencies();
+  for (const cycle of dependencyCycles(containers())) {
+    const [first, second] = [cycle[0]!, cycle[1]!];
+    const c = first.object as DesiredContainer;
+    const path = cycle.map((p) => p.object.name).join(' → ');
+    report(first, 'CYCLE', joinPointer(first.base, 'spec', 'dependsOn', c.dependsOn.indexOf(second.object.name)), `dependency cycle: ${path}`, 'remove one of these dependsOn entries; none of them is applied until then');
+    for (const p of cycle) dropped.set(keyOf('Container', p.object.name), `it is part of the dependency cycle ${path}`);
+    alive = alive.filter((a) => !cycle.includes(a));
+  }
+  dropBrokenDependencies();
+  return alive;
+}
+
+/**
+ * Every dependency cycle, one per strongly connected component (Tarjan), as a
+ * path from the member first in source order back to itself: [a, b, a].
+ */
+function dependencyCycles(containers: Map<string, ParsedObject>): ParsedObject[][] {
+  const deps = (p: ParsedObject): string[] => (p.object as DesiredContainer).dependsOn.filter((d) => containers.has(d));
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const components: string[][] = [];
+  const visit = (name: string): void => {
+    index.set(name, index.size);
+    low.set(name, index.get(name)!);
+    stack.push(name);
+    for (const d of deps(containers.get(name)!)) {
+      if (!index.has(d)) {
+        visit(d);
+        low.set(name, Math.min(low.get(name)!, low.get(d)!));
+      } else if (stack.includes(d)) {
+        low.set(name, Math.min(low.get(name)!, index.get(d)!));
+      }
+    }
+    if (low.get(name) === index.get(name)) {
+      const component: string[] = [];
+      for (let n = stack.pop()!; ; n = stack.pop()!) {
+        component.push(n);
+        if (n === name) break;
+      }
+      components.push(component);
+    }
+  };
+  for (const name of containers.keys()) if (!index.has(name)) visit(name);
+
+  const cycles: ParsedObject[][] = [];
+  for (const component of components) {
+    const members = new Set(component);
+    const start = [...containers.keys()].find((n) => members.has(n))!;
+    if (component.length === 1 && !deps(containers.get(start)!).includes(start)) continue;
+    // A shortest way round from start, breadth first within the component.
+    const previous = new Map<string, string>();
+    const queue = [start];
+    let last: string | undefined;
+    while (queue.length && last === undefined) {
+      const n = queue.shift()!;
+      for (const d of deps(containers.get(n)!)) {
+        if (!members.has(d)) continue;
+        if (d === start) {
+          last = n;
+          break;
+        }
+        if (!previous.has(d)) {
+          previous.set(d, n);
+          queue.push(d);
+        }
+      }
+    }
+    const path = [start];
+    for (let n = last!; n !== start; n = previous.get(n)!) path.splice(1, 0, n);
+    path.push(start);
+    cycles.push(path.map((n) => containers.get(n)!));
+  }
+  return cycles;
+}
