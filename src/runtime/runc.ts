@@ -32,6 +32,8 @@ export interface RuncRuntimeOptions {
   logger: Logger;
   /** Directories searched for runc and conmon before the system ones (the shell passes PATH). */
   searchPath?: readonly string[];
+  /** Replaces the system directories searched after searchPath (tests: a host without the tools). */
+  toolDirs?: readonly string[];
   /** How long runc create may take under conmon before it counts as hung. */
   createTimeoutMs?: number;
 }
@@ -54,7 +56,8 @@ export class RuncRuntime implements ContainerRuntime {
   /** Finds both tools once; fails naming the package of whichever is missing. */
   private find(): Promise<Tools> {
     return (this.tools ??= (async () => {
-      const [runc, conmon] = await Promise.all([findTool('runc', 'runc', this.opts.searchPath), findTool('conmon', 'conmon', this.opts.searchPath)]);
+      const { searchPath, toolDirs } = this.opts;
+      const [runc, conmon] = await Promise.all([findTool('runc', 'runc', searchPath, toolDirs), findTool('conmon', 'conmon', searchPath, toolDirs)]);
       await Promise.all([this.runcRoot, this.exitDir, join(this.opts.stateDir, 'monitor'), join(this.opts.stateDir, 'sockets')].map(privateDir));
       return { runc, conmon };
     })());
@@ -195,14 +198,19 @@ export class RuncRuntime implements ContainerRuntime {
   }
 
   async exitStatus(id: string): Promise<ExitStatus | undefined> {
+    const recorded = await this.exitRecord(id);
+    if (recorded) return recorded;
+    // runc may report the init process stopped before conmon wrote the record; only a dead conmon means it never will.
+    if ((await this.state(id))?.status !== 'stopped' || (await this.monitorAlive(id))) return undefined;
+    // conmon may have written the record and exited since it was read above.
+    return (await this.exitRecord(id)) ?? { code: 255, oomKilled: await this.oomKilled(id), at: new Date(), lost: true };
+  }
+
+  private async exitRecord(id: string): Promise<ExitStatus | undefined> {
     const file = join(this.exitDir, id);
     const [text, info] = await Promise.all([readFile(file, 'utf8').catch(() => undefined), stat(file).catch(() => undefined)]);
     // conmon writes the record in place: an empty or partial file is not a record yet.
-    if (text === undefined || !info || !/^-?\d+\s*$/.test(text)) {
-      // runc may report the init process stopped before conmon wrote the record; only a dead conmon means it never will.
-      if ((await this.state(id))?.status !== 'stopped' || (await this.monitorAlive(id))) return undefined;
-      return { code: 255, oomKilled: await this.oomKilled(id), at: new Date(), lost: true };
-    }
+    if (text === undefined || !info || !/^-?\d+\s*$/.test(text)) return undefined;
     const code = Number(text.trim());
     const status: ExitStatus = { code, oomKilled: await this.oomKilled(id), at: info.mtime };
     if (code > 128 && code < 128 + 65) status.signal = code - 128;
