@@ -286,6 +286,27 @@ describe('stop', () => {
   });
 });
 
+describe('create and start', () => {
+  test('create makes a container that start runs; an exited container starts again, its log appended', async () => {
+    await withRoot(async (root, names) => {
+      names.push('again');
+      assert.equal(await berthOk(root, ['create', '--name', 'again', img.busybox, '--', 'sh', '-c', 'echo ran; exit 4']), 'again\n');
+      const created = await psOne(root, 'again');
+      assert.deepEqual([created.state, created.desired, created.exitCode], ['created', 'stopped', undefined]);
+      assert.equal((await runBerth(root, ['logs', 'again'])).stdout, '', 'nothing ran yet');
+      assert.equal(await berthOk(root, ['start', 'again']), 'again\n');
+      assert.equal((await exited(root, 'again')).exitCode, 4);
+      await berthOk(root, ['start', 'again']);
+      await eventually('the second run to finish', async () => ((await runBerth(root, ['logs', 'again'])).stdout === 'ran\nran\n' ? true : undefined));
+      const v = await exited(root, 'again');
+      assert.deepEqual([v.exitCode, v.restarts], [4, 0], 'a start by hand is not a restart');
+      const unknown = await runBerth(root, ['start', 'nope']);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /container "nope" not found/);
+    });
+  });
+});
+
 describe('rm', () => {
   test('rm of a running container needs -f; rm -f removes mounts, bundle, snapshot, log and record', async () => {
     await withRoot(async (root, names) => {
