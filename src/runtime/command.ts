@@ -9,14 +9,14 @@ const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin
 
 /**
  * The absolute path of `tool`, or FAILED_PRECONDITION naming the Debian
- * package to install.
+ * package to install. `systemDirs` replaces the system list (tests).
  */
-export async function findTool(tool: string, pkg: string, searchPath: readonly string[] = []): Promise<string> {
-  for (const dir of [...searchPath, ...SYSTEM_DIRS]) {
+export async function findTool(tool: string, pkg: string, searchPath: readonly string[] = [], systemDirs: readonly string[] = SYSTEM_DIRS): Promise<string> {
+  for (const dir of [...searchPath, ...systemDirs]) {
     const path = join(dir, tool);
     if (await access(path, constants.X_OK).then(() => true, () => false)) return path;
   }
-  throw new BerthError('FAILED_PRECONDITION', `${tool} is not installed (looked in ${[...new Set([...searchPath, ...SYSTEM_DIRS])].join(':')})`, {
+  throw new BerthError('FAILED_PRECONDITION', `${tool} is not installed (looked in ${[...new Set([...searchPath, ...systemDirs])].join(':')})`, {
     hint: `install the Debian package ${pkg}: apt-get install -y ${pkg}`,
     details: { tool, package: pkg },
   });

@@ -68,6 +68,16 @@ export async function* readLog(path: string, opts: ReadLogOptions = {}): AsyncGe
     offset = all.offset;
     yield* all.lines.slice(Math.max(0, all.lines.length - opts.tail));
   }
+  /** Opens the file anew when it appeared, or was replaced (rotated) or truncated since it was opened; true when it did. */
+  const reopenIfReplaced = async (): Promise<boolean> => {
+    const now = await stat(path).catch(() => undefined);
+    if (!now || (fh && now.ino === ino && now.size >= offset)) return false;
+    await fh?.close();
+    fh = await open(path, 'r').catch(() => undefined);
+    ino = now.ino;
+    offset = 0;
+    return fh !== undefined;
+  };
   const buf = Buffer.allocUnsafe(CHUNK);
   for (;;) {
     if (fh) {
@@ -81,6 +91,7 @@ export async function* readLog(path: string, opts: ReadLogOptions = {}): AsyncGe
     if (!opts.follow || opts.follow.signal?.aborted) break;
     // done() is asked before waiting: output written before the exit is already read.
     if (await opts.follow.done()) {
+      // What was written before the exit is the rest of this file, or in a file rotated in since it was read.
       if (fh) {
         const { bytesRead } = await fh.read(buf, 0, CHUNK, offset);
         if (bytesRead > 0) {
@@ -89,19 +100,11 @@ export async function* readLog(path: string, opts: ReadLogOptions = {}): AsyncGe
           continue;
         }
       }
+      if (await reopenIfReplaced()) continue;
       break;
     }
     await changed(path, opts.follow.signal);
-    const now = await stat(path).catch(() => undefined);
-    if (now && (now.ino !== ino || now.size < offset)) {
-      await fh?.close();
-      fh = await open(path, 'r').catch(() => undefined);
-      ino = now.ino;
-      offset = 0;
-    } else if (!fh && now) {
-      fh = await open(path, 'r').catch(() => undefined);
-      ino = now.ino;
-    }
+    await reopenIfReplaced();
   }
   await fh?.close();
 }

@@ -33,6 +33,8 @@ export interface RuncRuntimeOptions {
   logger: Logger;
   /** Directories searched for runc and conmon before the system ones (the shell passes PATH). */
   searchPath?: readonly string[];
+  /** Replaces the system directories searched after searchPath (tests: a host without the tools). */
+  toolDirs?: readonly string[];
   /** How long runc create may take under conmon before it counts as hung. */
   createTimeoutMs?: number;
 }
@@ -55,7 +57,8 @@ export class RuncRuntime implements ContainerRuntime {
   /** Finds both tools once; fails naming the package of whichever is missing. */
   private find(): Promise<Tools> {
     return (this.tools ??= (async () => {
-      const [runc, conmon] = await Promise.all([findTool('runc', 'runc', this.opts.searchPath), findTool('conmon', 'conmon', this.opts.searchPath)]);
+      const { searchPath, toolDirs } = this.opts;
+      const [runc, conmon] = await Promise.all([findTool('runc', 'runc', searchPath, toolDirs), findTool('conmon', 'conmon', searchPath, toolDirs)]);
       await Promise.all([this.runcRoot, this.exitDir, join(this.opts.stateDir, 'monitor'), join(this.opts.stateDir, 'sockets')].map(privateDir));
       return { runc, conmon };
     })());

@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { RefLabel, type MetadataStore } from '../../src/metadata/store.js';
+import type { BerthEvent } from '../../src/events.js';
+import { RefLabel, type ContainerRecord, type MetadataStore } from '../../src/metadata/store.js';
 import type { Descriptor } from '../../src/oci/descriptor.js';
 import { sha256, type Digest } from '../../src/oci/digest.js';
 import { MediaType } from '../../src/oci/mediatype.js';
@@ -224,6 +225,176 @@ export function metadataStoreConformance(name: string, makeStore: () => Promise<
         await rejectsWith(store.leases.create({ ttlMs: 0 }), 'INVALID_ARGUMENT');
         await rejectsWith(store.leases.create({ ttlMs: -5 }), 'INVALID_ARGUMENT');
         assert.deepEqual(await store.leases.list(), []);
+      });
+    });
+
+    describe('containers', () => {
+      const container = (name: string, over: Partial<ContainerRecord> = {}): Omit<ContainerRecord, 'createdAt' | 'updatedAt'> => ({
+        name,
+        id: `id-${name}`,
+        image: 'registry.local:5000/app:1',
+        imageDigest: digest('image'),
+        chainId: digest('chain'),
+        config: { env: { A: '1' }, args: ['sleep', '10'] },
+        restart: { policy: 'on-failure', maxRetries: 2, initialMs: 1000, maxMs: 60_000 },
+        stopSignal: 15,
+        labels: { app: 'web' },
+        desired: 'stopped',
+        status: { restartCount: 0 },
+        ...over,
+      });
+
+      it('creates a record and returns it from get and list', async () => {
+        assert.equal(await store.containers.get('web'), undefined);
+        assert.deepEqual(await store.containers.list(), []);
+        const before = Date.now();
+        const rec = await store.containers.create(container('web'));
+        assert.deepEqual({ ...rec, createdAt: undefined, updatedAt: undefined }, { ...container('web'), createdAt: undefined, updatedAt: undefined });
+        assert.equal(rec.createdAt, rec.updatedAt);
+        assert.ok(Date.parse(rec.createdAt) >= before - 1000 && Date.parse(rec.createdAt) <= Date.now() + 1000, rec.createdAt);
+        assert.deepEqual(await store.containers.get('web'), rec);
+        assert.deepEqual(await store.containers.list(), [rec]);
+      });
+
+      it('refuses a second create of a name: ALREADY_EXISTS naming it, the first record kept', async () => {
+        const first = await store.containers.create(container('web'));
+        await rejectsWith(store.containers.create(container('web', { id: 'other', labels: {} })), 'ALREADY_EXISTS', (err) => assert.match(err.message, /"web"/));
+        assert.deepEqual(await store.containers.get('web'), first);
+        assert.equal((await store.containers.list()).length, 1);
+      });
+
+      it('lists every container, by name', async () => {
+        for (const n of ['db', 'web', 'cache', 'api']) await store.containers.create(container(n));
+        assert.deepEqual((await store.containers.list()).map((r) => r.name).sort(), ['api', 'cache', 'db', 'web']);
+      });
+
+      it('updates with a function of the stored record, keeping createdAt and setting updatedAt', async () => {
+        const first = await store.containers.create(container('web'));
+        await sleep(10);
+        const updated = await store.containers.update('web', (r) => ({ ...r, desired: 'running', status: { ...r.status, restartCount: r.status.restartCount + 1, startedAt: '2024-01-01T00:00:00.000Z' } }));
+        assert.equal(updated.desired, 'running');
+        assert.deepEqual(updated.status, { restartCount: 1, startedAt: '2024-01-01T00:00:00.000Z' });
+        assert.equal(updated.createdAt, first.createdAt);
+        assert.ok(Date.parse(updated.updatedAt) > Date.parse(first.updatedAt), `${updated.updatedAt} after ${first.updatedAt}`);
+        assert.deepEqual(await store.containers.get('web'), updated);
+        // A field set to undefined is gone (a cleared nextRestartAt must not come back).
+        await store.containers.update('web', (r) => ({ ...r, status: { ...r.status, nextRestartAt: '2024-01-01T00:00:01.000Z' } }));
+        const cleared = await store.containers.update('web', (r) => ({ ...r, status: { ...r.status, nextRestartAt: undefined } }));
+        assert.equal((await store.containers.get('web'))?.status.nextRestartAt, undefined);
+        assert.equal(cleared.status.nextRestartAt, undefined);
+      });
+
+      it('leaves the record as it is when the function returns undefined, even if it changed its copy', async () => {
+        const first = await store.containers.create(container('web'));
+        const result = await store.containers.update('web', (r) => {
+          r.desired = 'running';
+          r.status.restartCount = 99;
+          return undefined;
+        });
+        assert.deepEqual(result, first);
+        assert.deepEqual(await store.containers.get('web'), first);
+      });
+
+      it('loses no update when updates run concurrently', async () => {
+        await store.containers.create(container('web'));
+        await Promise.all(Array.from({ length: 20 }, () => store.containers.update('web', (r) => ({ ...r, status: { ...r.status, restartCount: r.status.restartCount + 1 } }))));
+        assert.equal((await store.containers.get('web'))?.status.restartCount, 20);
+      });
+
+      it('update of an unknown container is NOT_FOUND naming it, and creates nothing', async () => {
+        await rejectsWith(store.containers.update('ghost', (r) => r), 'NOT_FOUND', (err) => assert.match(err.message, /ghost/));
+        assert.equal(await store.containers.get('ghost'), undefined);
+      });
+
+      it('deletes; deleting an absent container is fine', async () => {
+        await store.containers.create(container('web'));
+        const db = await store.containers.create(container('db'));
+        await store.containers.delete('web');
+        await store.containers.delete('web');
+        await store.containers.delete('never-existed');
+        assert.equal(await store.containers.get('web'), undefined);
+        assert.deepEqual(await store.containers.list(), [db]);
+        // The name is free again.
+        const again = await store.containers.create(container('web', { id: 'id-web-2' }));
+        assert.equal((await store.containers.get('web'))?.id, 'id-web-2');
+        assert.deepEqual(await store.containers.get('web'), again);
+      });
+
+      it('keeps containers across close and reopen', async () => {
+        const rec = await store.containers.create(container('web'));
+        const updated = await store.containers.update('web', (r) => ({ ...r, status: { ...r.status, exitCode: 3, oomKilled: true } }));
+        await reopen();
+        assert.deepEqual(await store.containers.get('web'), updated);
+        assert.equal(updated.createdAt, rec.createdAt);
+      });
+    });
+
+    describe('event log', () => {
+      const ev = (i: number): BerthEvent => ({ type: 'container.exited', name: `c${i}`, id: `id${i}`, exitCode: i % 256, oomKilled: i % 2 === 0 });
+
+      it('is empty at first: lastSeq 0, since(0) nothing', async () => {
+        assert.equal(await store.events.lastSeq(), 0);
+        assert.deepEqual(await store.events.since(0), []);
+        assert.deepEqual(await store.events.append([]), []);
+        assert.equal(await store.events.lastSeq(), 0);
+      });
+
+      it('numbers events from 1 in order of appending, with the time, and returns them as stored', async () => {
+        const before = Date.now();
+        const a = await store.events.append([ev(1), ev(2)]);
+        const b = await store.events.append([ev(3)]);
+        assert.deepEqual(a.map((e) => e.seq), [1, 2]);
+        assert.deepEqual(b.map((e) => e.seq), [3]);
+        for (const e of [...a, ...b]) assert.ok(Date.parse(e.time) >= before - 1000 && Date.parse(e.time) <= Date.now() + 1000, e.time);
+        assert.deepEqual([...a, ...b].map((e) => e.event), [ev(1), ev(2), ev(3)]);
+        assert.equal(await store.events.lastSeq(), 3);
+        assert.deepEqual(await store.events.since(0), [...a, ...b]);
+      });
+
+      it('since(after) returns events after seq, oldest first, at most limit', async () => {
+        for (let i = 1; i <= 25; i++) await store.events.append([ev(i)]);
+        assert.deepEqual((await store.events.since(20)).map((e) => e.seq), [21, 22, 23, 24, 25]);
+        assert.deepEqual((await store.events.since(3, 4)).map((e) => e.seq), [4, 5, 6, 7]);
+        assert.deepEqual((await store.events.since(0, 1)).map((e) => e.event), [ev(1)]);
+        assert.deepEqual(await store.events.since(25), []);
+        assert.deepEqual(await store.events.since(1000), []);
+        // Paging with since(last seq seen) reads every event once.
+        const paged: number[] = [];
+        for (let after = 0; ; ) {
+          const page = await store.events.since(after, 7);
+          if (!page.length) break;
+          paged.push(...page.map((e) => e.seq));
+          after = page.at(-1)!.seq;
+        }
+        assert.deepEqual(paged, Array.from({ length: 25 }, (_, i) => i + 1));
+      });
+
+      it('keeps numbering across close and reopen, reusing no seq', async () => {
+        await store.events.append([ev(1), ev(2)]);
+        await reopen();
+        assert.equal(await store.events.lastSeq(), 2);
+        assert.deepEqual((await store.events.append([ev(3)])).map((e) => e.seq), [3]);
+        assert.deepEqual((await store.events.since(0)).map((e) => e.event), [ev(1), ev(2), ev(3)]);
+      });
+
+      it('stays bounded: the oldest are dropped first, the newest kept in order', async () => {
+        // More than any sensible retention (LmdbMetadataStore keeps 10 000 by default).
+        const total = 12_000;
+        for (let i = 0; i < total; i += 500) await store.events.append(Array.from({ length: 500 }, (_, j) => ev(i + j + 1)));
+        assert.equal(await store.events.lastSeq(), total);
+        const kept: number[] = [];
+        for (let after = 0; ; ) {
+          const page = await store.events.since(after, 1000);
+          if (!page.length) break;
+          kept.push(...page.map((e) => e.seq));
+          after = page.at(-1)!.seq;
+        }
+        assert.ok(kept.length < total, `all ${total} events are still kept`);
+        assert.ok(kept.length >= 1000, `only ${kept.length} events kept`);
+        assert.deepEqual(kept, Array.from({ length: kept.length }, (_, i) => total - kept.length + 1 + i), 'the kept events are the newest, contiguous');
+        assert.deepEqual((await store.events.since(total - 1))[0]?.event, ev(total));
+        // Reading from before the oldest kept event starts at the oldest kept one.
+        assert.equal((await store.events.since(0, 1))[0]?.seq, kept[0]);
       });
     });
 

@@ -1,0 +1,195 @@
+/**
+ * `berth daemon` supervising real containers (runc under conmon), driven
+ * through the CLI: restart policies with backoff, restarts of a container
+ * killed by hand, adoption by a new daemon after the old one was SIGKILLed
+ * (containers keep running; an exit while no daemon ran is picked up), and
+ * one daemon per --state.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BerthEvent } from '../../src/events.js';
+import type { StoredEvent } from '../../src/metadata/store.js';
+import { runBerth } from '../helpers/berth.js';
+import { berthOk, describeResult, eventually, psOne, pushContainerImages, removeAll, runcList, startDaemon, storedEvents, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
+import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
+import { withTempDir } from '../helpers/tmp.js';
+
+let reg: RegistryHandle;
+let img: ContainerImages;
+
+before(async () => {
+  reg = await startRegistry();
+  img = await pushContainerImages(reg);
+});
+after(async () => {
+  await reg?.stop();
+});
+
+/** A fresh root with the image pulled; daemons are stopped, then containers removed, whatever the test does. */
+function withRoot(fn: (root: string, names: string[], daemons: DaemonHandle[]) => Promise<void>): Promise<void> {
+  return withTempDir('berth-daemon', async (root) => {
+    const names: string[] = [];
+    const daemons: DaemonHandle[] = [];
+    try {
+      await berthOk(root, ['image', 'pull', img.busybox]);
+      await fn(root, names, daemons);
+    } finally {
+      for (const d of daemons) await d.kill();
+      await removeAll(root, names);
+    }
+  });
+}
+
+type Of<T extends BerthEvent['type']> = Extract<BerthEvent, { type: T }>;
+
+function eventsOf<T extends BerthEvent['type']>(events: StoredEvent[], type: T, name: string): Array<Of<T> & { seq: number }> {
+  return events.filter((e) => e.event.type === type && (e.event as { name?: string }).name === name).map((e) => ({ ...(e.event as Of<T>), seq: e.seq }));
+}
+
+describe('berth daemon', () => {
+  test('on-failure:2: a container that exits 3 is restarted twice with doubling backoff, then given up', async () => {
+    await withRoot(async (root, names, daemons) => {
+      daemons.push(await startDaemon(root));
+      names.push('flaky');
+      await berthOk(root, ['run', '-d', '--name', 'flaky', '--restart', 'on-failure:2', img.busybox, '--', 'sh', '-c', 'echo run; exit 3']);
+      const events = await eventually('flaky to be given up', async () => {
+        const all = await storedEvents(root);
+        return eventsOf(all, 'container.gave-up', 'flaky').length ? all : undefined;
+      }, 30_000, 250);
+      const scheduled = eventsOf(events, 'container.restart.scheduled', 'flaky');
+      assert.deepEqual(scheduled.map((e) => [e.attempt, e.exitCode]), [[1, 3], [2, 3]]);
+      const [first, second] = scheduled.map((e) => e.delayMs);
+      assert.ok(first! >= 900 && first! <= 1100, `first delay ${first} ms`);
+      assert.ok(second! >= 1800 && second! <= 2200, `second delay ${second} ms`);
+      const started = eventsOf(events, 'container.started', 'flaky');
+      assert.deepEqual(started.map((e) => e.restartCount), [0, 1, 2]);
+      const exits = eventsOf(events, 'container.exited', 'flaky');
+      assert.deepEqual(exits.map((e) => e.exitCode), [3, 3, 3]);
+      const [gaveUp] = eventsOf(events, 'container.gave-up', 'flaky');
+      assert.equal(gaveUp!.restartCount, 2);
+      // In order: start, exit, schedule, start, exit, schedule, start, exit, give up.
+      const order = events.filter((e) => (e.event as { name?: string }).name === 'flaky').map((e) => e.event.type);
+      assert.deepEqual(order, [
+        'container.created',
+        'container.started',
+        'container.exited',
+        'container.restart.scheduled',
+        'container.started',
+        'container.exited',
+        'container.restart.scheduled',
+        'container.started',
+        'container.exited',
+        'container.gave-up',
+      ]);
+      // The delays really passed between an exit and the next start.
+      const at = (seq: number): number => Date.parse(events.find((e) => e.seq === seq)!.time);
+      assert.ok(at(started[1]!.seq) - at(exits[0]!.seq) >= 850, 'first restart waited its backoff');
+      assert.ok(at(started[2]!.seq) - at(exits[1]!.seq) >= 1750, 'second restart waited its backoff');
+
+      const v = await psOne(root, 'flaky');
+      assert.deepEqual([v.state, v.restarts, v.exitCode, v.nextRestartAt], ['exited', 2, 3, undefined]);
+      assert.equal((await runBerth(root, ['logs', 'flaky'])).stdout, 'run\nrun\nrun\n');
+      // Nothing more happens.
+      await sleep(2500);
+      assert.equal((await psOne(root, 'flaky')).restarts, 2);
+      const d = await daemons[0]!.stop();
+      assert.equal(d.code, 0, describeResult(d));
+    });
+  });
+
+  test('always: a container killed by hand is restarted', async () => {
+    await withRoot(async (root, names, daemons) => {
+      daemons.push(await startDaemon(root));
+      names.push('phoenix');
+      await berthOk(root, ['run', '-d', '--name', 'phoenix', '--restart', 'always', img.busybox, '--', 'sleep', '600']);
+      const first = await eventually('phoenix to run', async () => {
+        const v = await psOne(root, 'phoenix');
+        return v.state === 'running' && v.pid ? v : undefined;
+      });
+      process.kill(first.pid!, 'SIGKILL');
+      const again = await eventually('phoenix to run again', async () => {
+        const v = await psOne(root, 'phoenix');
+        return v.state === 'running' && v.pid && v.pid !== first.pid ? v : undefined;
+      }, 30_000, 250);
+      assert.equal(again.restarts, 1);
+      const events = await storedEvents(root);
+      assert.deepEqual(eventsOf(events, 'container.exited', 'phoenix').map((e) => [e.exitCode, e.signal]), [[137, 9]]);
+      assert.deepEqual(eventsOf(events, 'container.restart.scheduled', 'phoenix').map((e) => [e.attempt, e.exitCode]), [[1, 137]]);
+      assert.deepEqual(await runcList(root), [first.id]);
+
+      // A stop by the user is not a crash: no restart.
+      await berthOk(root, ['stop', '-t', '1', 'phoenix']);
+      await sleep(2500);
+      const stopped = await psOne(root, 'phoenix');
+      assert.deepEqual([stopped.state, stopped.desired, stopped.restarts], ['exited', 'stopped', 1]);
+      assert.equal(eventsOf(await storedEvents(root), 'container.restart.scheduled', 'phoenix').length, 1);
+    });
+  });
+
+  test('SIGKILL of the daemon leaves containers running; a new daemon adopts them and picks up an exit missed meanwhile', async () => {
+    await withRoot(async (root, names, daemons) => {
+      const first = await startDaemon(root);
+      daemons.push(first);
+      names.push('steady', 'brief');
+      await berthOk(root, ['run', '-d', '--name', 'steady', '--restart', 'always', img.busybox, '--', 'sleep', '600']);
+      const steady = await eventually('steady to run', async () => {
+        const v = await psOne(root, 'steady');
+        return v.state === 'running' && v.pid ? v : undefined;
+      });
+      await berthOk(root, ['run', '-d', '--name', 'brief', '--restart', 'always', img.busybox, '--', 'sleep', '2']);
+      const killed = await first.kill();
+      assert.equal(killed.signal, 'SIGKILL');
+      const seqAtKill = Math.max(0, ...(await storedEvents(root)).map((e) => e.seq));
+
+      // brief exits while no daemon runs; steady keeps running.
+      await sleep(3000);
+      const briefDown = await psOne(root, 'brief');
+      assert.equal(briefDown.state, 'exited', 'the exit record is seen without a daemon');
+      assert.equal(briefDown.exitCode, 0);
+      assert.equal(briefDown.restarts, 0);
+      const steadyDown = await psOne(root, 'steady');
+      assert.deepEqual([steadyDown.state, steadyDown.pid], ['running', steady.pid]);
+
+      daemons.push(await startDaemon(root));
+      const after = await eventually('brief to be restarted by the new daemon', async () => {
+        const v = await psOne(root, 'brief');
+        return v.restarts >= 1 ? v : undefined;
+      }, 30_000, 250);
+      assert.ok(after.restarts >= 1);
+      const events = (await storedEvents(root)).filter((e) => e.seq > seqAtKill);
+      const adopted = eventsOf(events, 'container.adopted', 'steady');
+      assert.deepEqual(adopted.map((e) => e.pid), [steady.pid], 'steady adopted once, same pid');
+      assert.equal(eventsOf(events, 'container.started', 'steady').length, 0, 'steady not started again');
+      const briefExit = eventsOf(events, 'container.exited', 'brief');
+      assert.equal(briefExit[0]?.exitCode, 0, 'the missed exit is recorded');
+      assert.ok(eventsOf(events, 'container.restart.scheduled', 'brief').length >= 1);
+      assert.ok(eventsOf(events, 'container.started', 'brief').length >= 1);
+
+      const steadyNow = await psOne(root, 'steady');
+      assert.deepEqual([steadyNow.state, steadyNow.pid, steadyNow.restarts], ['running', steady.pid, 0]);
+      // One runc container per berth container: nothing started twice.
+      const ids = await runcList(root);
+      assert.equal(ids.filter((id) => id === steady.id).length, 1);
+      assert.ok(ids.every((id) => id === steady.id || id === after.id), `runc list: ${ids.join(' ')}`);
+      assert.equal(new Set(ids).size, ids.length);
+    });
+  });
+
+  test('a second daemon on the same --state fails at once naming the first', async () => {
+    await withRoot(async (root, _names, daemons) => {
+      const first = await startDaemon(root);
+      daemons.push(first);
+      const t0 = Date.now();
+      const second = await runBerth(root, ['daemon']);
+      assert.equal(second.code, 1, describeResult(second));
+      assert.ok(Date.now() - t0 < 10_000, `the second daemon took ${Date.now() - t0} ms to fail`);
+      assert.match(second.stderr, new RegExp(`is locked by berth daemon \\(pid ${first.child.pid}, since `));
+      assert.equal(first.child.exitCode, null, 'the first daemon keeps running');
+      const stopped = await first.stop();
+      assert.equal(stopped.code, 0, describeResult(stopped));
+      // Once the first is gone, a new one starts.
+      daemons.push(await startDaemon(root));
+    });
+  });
+});
