@@ -8,8 +8,9 @@
  * reads files and returns data. Bad input never throws; it comes back as
  * ManifestErrors (file:line:col, JSON pointer, hint). A file with errors is
  * skipped whole, so a consumer must leave alone what such a file may define:
- * containers recorded from an errored file, and the objects errors name,
- * are neither changed nor pruned while the errors last.
+ * containers recorded from an errored file (or from below an errored
+ * directory), and the objects errors name, are neither changed nor pruned
+ * while the errors last.
  */
 export { loadManifests, parseManifests, formatManifestError, isLeftover, MAX_MANIFEST_FILE_BYTES } from './load.js';
 export type { LoadResult, ManifestError, ManifestErrorCode, ManifestObject } from './load.js';

@@ -91,7 +91,11 @@ export async function loadManifests(paths: readonly string[]): Promise<LoadResul
   return { objects: kept.map((p) => p.object), errors, files };
 }
 
-/** Reads one file's text: its objects, or its errors (then the objects count for nothing). */
+/**
+ * Reads one file's text: its objects, or its errors (then the objects count
+ * for nothing). Syntax, schema and values only; names and dependencies are
+ * checked across all files, by loadManifests.
+ */
 export function parseManifests(text: string, file: string): { objects: ManifestObject[]; errors: ManifestError[] } {
   const r = parseFile(text, file);
   return { objects: r.errors.length ? [] : r.objects.map((p) => p.object), errors: r.errors };
@@ -116,10 +120,16 @@ async function manifestFiles(paths: readonly string[], errors: ManifestError[]):
     }
   };
   const walk = async (dir: string, visited: Set<string>): Promise<void> => {
-    const real = await realpath(dir);
-    if (visited.has(real)) return; // a symlink loop
-    visited.add(real);
-    const entries = (await readdir(dir)).filter((n) => !isLeftover(n)).sort();
+    let entries: string[];
+    try {
+      const real = await realpath(dir);
+      if (visited.has(real)) return; // a symlink loop
+      visited.add(real);
+      entries = (await readdir(dir)).filter((n) => !isLeftover(n)).sort();
+    } catch (err) {
+      errors.push(ioError(dir, err));
+      return;
+    }
     for (const name of entries) {
       const path = join(dir, name);
       const st = await stat(path).catch(() => undefined); // a dangling symlink is no manifest
