@@ -1,4 +1,5 @@
-import { open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { tryLockExclusive, unlock } from '../linux/index.js';
 import { BerthError } from '../errors.js';
 
@@ -35,9 +36,11 @@ export interface AcquireOptions {
 
 const POLL_MS = 20;
 
-/** Takes the lock at `path` (created 0600), waiting up to timeoutMs; LOCKED naming the holder otherwise. */
+/** Takes the lock at `path` (created 0600, its directory 0700), waiting up to timeoutMs; LOCKED naming the holder otherwise. */
 export async function acquireLock(path: string, opts: AcquireOptions): Promise<Lock> {
   const deadline = Date.now() + opts.timeoutMs;
+  // The directory of a lock is state: owner-only.
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const fh = await open(path, 'a+', 0o600);
   try {
     while (!tryLockExclusive(fh.fd, path)) {
