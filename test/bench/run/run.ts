@@ -138,7 +138,12 @@ async function untimed(cmd: Cmd): Promise<string> {
   }
 }
 
-function berthEngine(dir: string, ref: string, scratch: string): Engine {
+/** Runs a command to completion, timed (measure.ts: wall time and peak RSS). */
+function timed(cmd: Cmd, scratch: string): Promise<Measured> {
+  return measure(cmd[0], cmd[1], { scratchDir: scratch });
+}
+
+function berthEngine(dir: string, ref: string): Engine {
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const berth = (...args: string[]): Cmd => [process.execPath, [berthMain, '--root', root, '--state', state, ...args]];
@@ -156,13 +161,13 @@ function berthEngine(dir: string, ref: string, scratch: string): Engine {
     monitors: () => processesOf('conmon', dir),
     async teardown() {
       const ids = await readdir(runcRoot).catch(() => [] as string[]);
-      for (const id of ids) await measure(RUNC, ['--root', runcRoot, 'delete', '--force', id], { scratchDir: scratch });
+      for (const id of ids) await untimed([RUNC, ['--root', runcRoot, 'delete', '--force', id]]).catch(() => '');
       for (const pid of await processesOf('conmon', dir)) process.kill(pid, 'SIGKILL');
     },
   };
 }
 
-function ctrEngine(cd: Containerd, ns: string, ref: string, scratch: string): Engine {
+function ctrEngine(cd: Containerd, ns: string, ref: string): Engine {
   const ctr = (...args: string[]): Cmd => [CTR, ['--address', cd.address, '--namespace', ns, ...args]];
   const ids = async (...args: string[]): Promise<string[][]> =>
     (await untimed(ctr(...args)))
@@ -186,9 +191,9 @@ function ctrEngine(cd: Containerd, ns: string, ref: string, scratch: string): En
     daemonPid: cd.pid,
     async teardown() {
       const tasks = await ids('task', 'ls').catch(() => []);
-      if (tasks.length) await measure(...withArgs(ctr('task', 'rm', '-f', ...tasks.map((t) => t[0]!))), { scratchDir: scratch });
+      if (tasks.length) await untimed(ctr('task', 'rm', '-f', ...tasks.map((t) => t[0]!))).catch(() => '');
       const containers = await ids('container', 'ls').catch(() => []);
-      if (containers.length) await measure(...withArgs(ctr('container', 'rm', ...containers.map((c) => c[0]!))), { scratchDir: scratch });
+      if (containers.length) await untimed(ctr('container', 'rm', ...containers.map((c) => c[0]!))).catch(() => '');
       await cd.stop();
       for (const pid of await processesOf('containerd-shim-runc-v2', cd.address)) process.kill(pid, 'SIGKILL');
       // What the namespace leaves behind, empty once every task is deleted: the shims' runc root, and
@@ -197,10 +202,6 @@ function ctrEngine(cd: Containerd, ns: string, ref: string, scratch: string): En
       for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) await rmdir(join('/sys/fs/cgroup', h, ns)).catch(() => {});
     },
   };
-}
-
-function withArgs(cmd: Cmd): [string, readonly string[]] {
-  return [cmd[0], cmd[1]];
 }
 
 // ---- one round of one contender ----
@@ -268,7 +269,7 @@ async function monitorsGone(e: Engine, timeoutMs = 5000): Promise<number[]> {
 
 async function round(c: Contender, e: Engine, dir: string, n: number, trueRuns: number, roundNo: number, scratch: string): Promise<Omit<Run, 'contender' | 'round'>> {
   const time = async (cmd: Cmd, what: string): Promise<Measured> => {
-    const m = await measure(cmd[0], cmd[1], { scratchDir: scratch });
+    const m = await timed(cmd, scratch);
     if (m.code !== 0) throw failed(what, m);
     return m;
   };
@@ -283,14 +284,14 @@ async function round(c: Contender, e: Engine, dir: string, n: number, trueRuns: 
     wrongExits.push({ cmd, expected: want, code: m.code, signal: m.signal, stderr: m.stderrTail.trim().split('\n').slice(-3).join(' | ') });
   };
   for (let i = 1; ; i++) {
-    const m = await measure(...withArgs(e.runRm(`f${roundNo}-${i}`, 'false')), { scratchDir: scratch });
+    const m = await timed(e.runRm(`f${roundNo}-${i}`, 'false'), scratch);
     if (m.code === 1) break;
     wrong('run --rm IMAGE false', 1, m);
     if (i === 3) throw new Error(`${c}: run --rm IMAGE false never exited with 1 in 3 tries: ${wrongExits.map((w) => w.code).join(', ')}`);
   }
   const trueMs: number[] = [];
   for (let i = 1; i <= trueRuns; i++) {
-    const m = await measure(...withArgs(e.runRm(`t${roundNo}-${i}`, 'true')), { scratchDir: scratch });
+    const m = await timed(e.runRm(`t${roundNo}-${i}`, 'true'), scratch);
     if (m.code === 0) trueMs.push(m.wallMs);
     else wrong('run --rm IMAGE true', 0, m);
   }
@@ -516,11 +517,11 @@ async function main(): Promise<number> {
           undo.push(cleanup.defer(`unmount ${fs.path}`, () => fs.unmount()));
           let engine: Engine;
           if (c === 'berth') {
-            engine = berthEngine(fs.path, ref, scratch);
+            engine = berthEngine(fs.path, ref);
           } else {
             const cd = await startContainerd(join(fs.path, 'containerd'));
             undo.push(cleanup.defer('stop containerd', () => cd.stop()));
-            engine = ctrEngine(cd, `berth-bench-${process.pid}-${r}`, ref, scratch);
+            engine = ctrEngine(cd, `berth-bench-${process.pid}-${r}`, ref);
           }
           undo.push(cleanup.defer(`tear down ${c}'s containers`, () => engine.teardown()));
           const res = await round(c, engine, fs.path, opts.containers, opts.trueRuns, r, scratch);
