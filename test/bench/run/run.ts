@@ -24,7 +24,8 @@
  * one: a `run --rm` with the wrong exit code is left out of the timing and
  * reported. Needs root, runc, conmon, containerd, time, docker-registry. Exit
  * code 1 if a contender failed to run or verify or exited with a wrong code;
- * target misses are reported only.
+ * target misses are reported only. Where berth's time goes within one run:
+ * test/bench/run/phases.ts.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
