@@ -2,8 +2,13 @@
  * A private containerd for one benchmark run: its own root, state, socket and
  * a minimal config (version 2) under a directory the caller owns (a fresh
  * tmpfs), so it never touches a system containerd or a previous run's content.
- * Only the plugins a content fetch needs are left on: no CRI, no remote
- * snapshotters, no tracing; no TCP listener (debug and metrics addresses empty).
+ * Off: CRI, the snapshotters no benchmark uses, tracing; no TCP listener
+ * (debug and metrics addresses empty). On: content, metadata, the overlayfs
+ * snapshotter and the runtime v2 task service (io.containerd.runtime.v2.task,
+ * which starts containerd-shim-runc-v2 per container), so `ctr run` works.
+ * Shims put their sockets under /run/containerd/s/ (named by a hash of this
+ * containerd's address) and runc's state under /run/containerd/runc/NAMESPACE;
+ * a benchmark that runs containers uses its own namespace.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
@@ -16,10 +21,11 @@ const execFileP = promisify(execFile);
 
 export const CONTAINERD = '/usr/bin/containerd';
 export const CTR = '/usr/bin/ctr';
+export const CONTAINERD_SHIM = '/usr/bin/containerd-shim-runc-v2';
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 10_000;
 
-/** Plugins a content-only workload never uses; disabling them keeps startup short and RSS honest. */
+/** Plugins no benchmark here uses; disabling them keeps startup short and RSS honest. */
 const DISABLED_PLUGINS = [
   'io.containerd.grpc.v1.cri',
   'io.containerd.snapshotter.v1.aufs',

@@ -12,7 +12,7 @@ const execFileP = promisify(execFile);
 
 export interface Tmpfs {
   path: string;
-  /** Unmounts (lazily if still busy) and removes the mount point; idempotent. */
+  /** Unmounts it and every mount below it (lazily if still busy) and removes the mount point; idempotent. */
   unmount(): Promise<void>;
 }
 
@@ -32,7 +32,8 @@ export async function mountTmpfs(sizeBytes: number, prefix = 'berth-bench-', par
     unmount: () =>
       (done ??= (async () => {
         try {
-          await execFileP('umount', [path]);
+          // -R: a container's rootfs overlay left mounted inside (after a failed run) goes first.
+          await execFileP('umount', ['-R', path]);
         } catch {
           // A process we could not stop still has a file open: detach now, the kernel frees it when it exits.
           await execFileP('umount', ['-l', path]);
