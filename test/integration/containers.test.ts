@@ -6,7 +6,8 @@
  * removes its containers in finally.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runBerth, startBerth } from '../helpers/berth.js';
@@ -303,6 +304,29 @@ describe('create and start', () => {
       const unknown = await runBerth(root, ['start', 'nope']);
       assert.equal(unknown.code, 1);
       assert.match(unknown.stderr, /container "nope" not found/);
+    });
+  });
+});
+
+describe('after a reboot', () => {
+  test('a container whose mounts and --state are gone (a reboot clears the tmpfs) starts, stops and is removed', async () => {
+    await withRoot(async (root, names) => {
+      names.push('survivor');
+      await berthOk(root, ['create', '--name', 'survivor', img.busybox, '--', 'sh', '-c', 'echo back']);
+      const { id } = await psOne(root, 'survivor');
+      // What a reboot does: every mount gone, --state (a tmpfs) empty.
+      for (const m of (await mountsUnder(root)).reverse()) execFileSync('umount', [m]);
+      await rm(join(root, 'run'), { recursive: true, force: true });
+      assert.deepEqual(await mountsUnder(root), []);
+
+      assert.equal((await psOne(root, 'survivor')).state, 'created');
+      await berthOk(root, ['start', 'survivor']);
+      assert.equal((await exited(root, 'survivor')).exitCode, 0);
+      assert.equal((await runBerth(root, ['logs', 'survivor'])).stdout, 'back\n');
+      await berthOk(root, ['stop', 'survivor']);
+      await rm(join(root, 'run'), { recursive: true, force: true });
+      await berthOk(root, ['rm', 'survivor']);
+      await assertNothingLeft(root, `after rm of ${id}`);
     });
   });
 });

@@ -6,12 +6,15 @@
  * one daemon per --state.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BerthEvent } from '../../src/events.js';
 import type { StoredEvent } from '../../src/metadata/store.js';
 import { runBerth } from '../helpers/berth.js';
-import { berthOk, describeResult, eventually, psOne, pushContainerImages, removeAll, runcList, startDaemon, storedEvents, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
+import { berthOk, describeResult, eventually, mountsUnder, psOne, pushContainerImages, removeAll, runcList, startDaemon, storedEvents, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { withTempDir } from '../helpers/tmp.js';
 
@@ -173,6 +176,35 @@ describe('berth daemon', () => {
       assert.equal(ids.filter((id) => id === steady.id).length, 1);
       assert.ok(ids.every((id) => id === steady.id || id === after.id), `runc list: ${ids.join(' ')}`);
       assert.equal(new Set(ids).size, ids.length);
+    });
+  });
+
+  test('after a reboot (processes, mounts and --state gone) the daemon starts an always container again', async () => {
+    await withRoot(async (root, names, daemons) => {
+      names.push('boot');
+      await berthOk(root, ['run', '-d', '--name', 'boot', '--restart', 'always', img.busybox, '--', 'sleep', '600']);
+      const before = await eventually('boot to run', async () => {
+        const v = await psOne(root, 'boot');
+        return v.state === 'running' && v.pid ? v : undefined;
+      });
+      // What a power cut does: the container and its monitor die, mounts vanish, the --state tmpfs is empty.
+      const conmon = Number(await readFile(join(root, 'run', 'monitor', before.id, 'conmon.pid'), 'utf8'));
+      process.kill(conmon, 'SIGKILL');
+      process.kill(before.pid!, 'SIGKILL');
+      await eventually('the container process to die', async () => (await stat(`/proc/${before.pid}/cmdline`).then(() => undefined, () => true)));
+      for (const m of (await mountsUnder(root)).reverse()) execFileSync('umount', [m]);
+      await rm(join(root, 'run'), { recursive: true, force: true });
+
+      daemons.push(await startDaemon(root));
+      const after = await eventually('boot to run again', async () => {
+        const v = await psOne(root, 'boot');
+        return v.state === 'running' && v.pid && v.pid !== before.pid ? v : undefined;
+      }, 30_000, 250);
+      assert.equal(after.restarts, 1);
+      assert.equal(after.id, before.id);
+      assert.deepEqual(await runcList(root), [before.id]);
+      const events = await storedEvents(root);
+      assert.deepEqual(eventsOf(events, 'container.restart.scheduled', 'boot').map((e) => e.exitCode), [255]);
     });
   });
 
