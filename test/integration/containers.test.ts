@@ -137,6 +137,9 @@ describe('output and exit codes', () => {
       const bad = await runBerth(root, ['logs', '--tail', 'x', 'talker']);
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /--tail "x"/);
+      const unknown = await runBerth(root, ['logs', 'nope']);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /container "nope" not found/);
 
       await berthOk(root, ['run', '-d', '--name', 'slow', img.busybox, '--', 'sh', '-c', 'echo first; sleep 3; echo second >&2; echo third']);
       const t0 = Date.now();
@@ -377,6 +380,9 @@ describe('exec', () => {
       assert.equal(res.stderr, 'err\n');
       const ok = await runBerth(root, ['exec', 'host', '--', 'true']);
       assert.equal(ok.code, 0, describeResult(ok));
+      const noCommand = await runBerth(root, ['exec', 'host']);
+      assert.equal(noCommand.code, 1);
+      assert.match(noCommand.stderr, /expected a command after --/);
       // The exec'd process runs in the container: it sees the container's init as PID 1.
       const pid1 = await runBerth(root, ['exec', 'host', '--', 'cat', '/proc/1/cmdline']);
       assert.equal(pid1.stdout.replace(/\0/g, ' ').trim(), 'sleep 60');

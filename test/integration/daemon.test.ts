@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BerthEvent } from '../../src/events.js';
 import type { StoredEvent } from '../../src/metadata/store.js';
-import { runBerth } from '../helpers/berth.js';
+import { runBerth, startBerth } from '../helpers/berth.js';
 import { berthOk, describeResult, eventually, mountsUnder, psOne, pushContainerImages, removeAll, runcList, startDaemon, storedEvents, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { withTempDir } from '../helpers/tmp.js';
@@ -130,6 +130,27 @@ describe('berth daemon', () => {
     });
   });
 
+  test('berth stop during a restart backoff cancels the restart', async () => {
+    await withRoot(async (root, names, daemons) => {
+      daemons.push(await startDaemon(root));
+      names.push('crashy');
+      await berthOk(root, ['run', '-d', '--name', 'crashy', '--restart', 'always', img.busybox, '--', 'sh', '-c', 'exit 1']);
+      // After two restarts the backoff is 4 s: long enough to catch it waiting.
+      const waiting = await eventually('crashy to wait for its third restart', async () => {
+        const v = await psOne(root, 'crashy');
+        return v.state === 'restarting' && v.restarts === 2 ? v : undefined;
+      }, 30_000, 200);
+      assert.ok(waiting.nextRestartAt && Date.parse(waiting.nextRestartAt) > Date.now() - 1000, `next restart at ${waiting.nextRestartAt}`);
+      await berthOk(root, ['stop', 'crashy']);
+      const stopped = await psOne(root, 'crashy');
+      assert.deepEqual([stopped.state, stopped.desired, stopped.nextRestartAt], ['exited', 'stopped', undefined]);
+      await sleep(Math.max(0, Date.parse(waiting.nextRestartAt!) - Date.now()) + 1500);
+      const later = await psOne(root, 'crashy');
+      assert.deepEqual([later.state, later.restarts], ['exited', 2], 'no restart after the stop');
+      assert.equal(eventsOf(await storedEvents(root), 'container.started', 'crashy').length, 3);
+    });
+  });
+
   test('SIGKILL of the daemon leaves containers running; a new daemon adopts them and picks up an exit missed meanwhile', async () => {
     await withRoot(async (root, names, daemons) => {
       const first = await startDaemon(root);
@@ -205,6 +226,39 @@ describe('berth daemon', () => {
       assert.deepEqual(await runcList(root), [before.id]);
       const events = await storedEvents(root);
       assert.deepEqual(eventsOf(events, 'container.restart.scheduled', 'boot').map((e) => e.exitCode), [255]);
+    });
+  });
+
+  test('berth events: --since SEQ prints only newer events; -f follows new ones until SIGTERM', async () => {
+    await withRoot(async (root, names) => {
+      names.push('noisy');
+      const all = await storedEvents(root);
+      assert.ok(all.length > 0, 'the pull recorded events');
+      assert.deepEqual(all.map((e) => e.seq), all.map((_, i) => all[0]!.seq + i), 'numbered in order');
+      const last = all.at(-1)!.seq;
+      const since = await berthOk(root, ['-o', 'json', 'events', '--since', String(last - 1)]);
+      assert.deepEqual(since.trim().split('\n').map((l) => (JSON.parse(l) as StoredEvent).seq), [last]);
+      const text = await berthOk(root, ['events', '--since', String(last - 1)]);
+      assert.match(text, new RegExp(`^\\s*${last} \\d{4}-\\d\\d-\\d\\dT\\S+ \\S+`));
+      const bad = await runBerth(root, ['events', '--since', 'yesterday']);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /--since "yesterday" is not a sequence number/);
+
+      const follower = startBerth(root, ['-o', 'json', 'events', '-f', '--since', String(last)]);
+      try {
+        let out = '';
+        follower.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        await berthOk(root, ['create', '--name', 'noisy', img.busybox, '--', 'true']);
+        await eventually('the follower to print container.created', async () => (out.includes('"container.created"') ? true : undefined));
+        const first = JSON.parse(out.split('\n')[0]!) as StoredEvent;
+        assert.equal(first.seq, last + 1);
+        assert.deepEqual([first.event.type, (first.event as { name: string }).name], ['container.created', 'noisy']);
+        follower.child.kill('SIGTERM');
+        const res = await follower.done;
+        assert.equal(res.code, 0, describeResult(res));
+      } finally {
+        follower.child.kill('SIGKILL');
+      }
     });
   });
 
