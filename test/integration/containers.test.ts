@@ -149,7 +149,7 @@ describe('output and exit codes', () => {
       assert.equal(follow.stdout, 'first\nthird\n');
       assert.equal(follow.stderr, 'second\n');
       assert.ok(took >= 1500, `logs -f ended after ${took} ms, before the container exited`);
-      assert.ok(took < 10_000, `logs -f took ${took} ms to notice the exit`);
+      assert.ok(took < 30_000, `logs -f took ${took} ms to notice the exit`);
       assert.equal((await psOne(root, 'slow')).state, 'exited');
       // -f on a container that already exited prints its log and ends.
       const again = await runBerth(root, ['logs', '-f', 'slow']);
@@ -251,10 +251,11 @@ describe('stop', () => {
       names.push('trapper');
       await berthOk(root, ['run', '-d', '--name', 'trapper', img.busybox, '--', 'sh', '-c', 'trap "exit 42" TERM; echo ready; while true; do sleep 0.1; done']);
       await logged(root, 'trapper', 'ready');
+      // Exit code 42, not 137, shows TERM stopped it; the time only shows it did not wait out the timeout (a loaded machine is slow).
       const t0 = Date.now();
-      assert.equal(await berthOk(root, ['stop', '-t', '20', 'trapper']), 'trapper\n');
+      assert.equal(await berthOk(root, ['stop', '-t', '30', 'trapper']), 'trapper\n');
       const took = Date.now() - t0;
-      assert.ok(took < 5000, `stop took ${took} ms`);
+      assert.ok(took < 20_000, `stop took ${took} ms`);
       const v = await psOne(root, 'trapper');
       assert.deepEqual([v.state, v.desired, v.exitCode, v.signal], ['exited', 'stopped', 42, undefined]);
       assert.deepEqual(await runcList(root), [], 'a stopped container is gone from runc');
@@ -271,7 +272,7 @@ describe('stop', () => {
       const t0 = Date.now();
       await berthOk(root, ['stop', '-t', '2', 'stubborn']);
       const took = Date.now() - t0;
-      assert.ok(took >= 2000 && took < 8000, `stop -t 2 took ${took} ms`);
+      assert.ok(took >= 2000 && took < 20_000, `stop -t 2 took ${took} ms`);
       const v = await psOne(root, 'stubborn');
       assert.deepEqual([v.state, v.exitCode, v.signal], ['exited', 137, 9]);
     });
@@ -283,8 +284,8 @@ describe('stop', () => {
       await berthOk(root, ['run', '-d', '--name', 'usr1', '--stop-signal', 'SIGUSR1', img.busybox, '--', 'sh', '-c', 'trap "exit 10" USR1; trap "exit 20" TERM; echo ready; while true; do sleep 0.1; done']);
       await logged(root, 'usr1', 'ready');
       const t0 = Date.now();
-      await berthOk(root, ['stop', '-t', '20', 'usr1']);
-      assert.ok(Date.now() - t0 < 5000, `stop took ${Date.now() - t0} ms`);
+      await berthOk(root, ['stop', '-t', '30', 'usr1']);
+      assert.ok(Date.now() - t0 < 20_000, `stop took ${Date.now() - t0} ms`);
       assert.equal((await psOne(root, 'usr1')).exitCode, 10);
     });
   });
