@@ -117,7 +117,9 @@ export class ContainerService {
   }
 
   /** The container's lock: one operation at a time across processes. */
-  private locked<T>(name: string, what: string, fn: () => Promise<T>): Promise<T> {
+  private async locked<T>(name: string, what: string, fn: () => Promise<T>): Promise<T> {
+    // --state may be a fresh tmpfs (after a reboot) with no locks/ yet.
+    await mkdir(join(this.deps.state, 'locks'), { recursive: true, mode: 0o700 });
     return withLock(
       join(this.deps.state, 'locks', `container-${name}.lock`),
       { holder: { pid: this.deps.pid, what: `${this.deps.actor}: ${what} ${name}` }, timeoutMs: this.deps.lockTimeoutMs ?? 30_000, what: `container "${name}"` },
@@ -137,7 +139,6 @@ export class ContainerService {
     if (!NAME.test(req.name)) {
       throw new BerthError('INVALID_ARGUMENT', `container name "${req.name}" is not valid`, { hint: 'use letters, digits, _ . - (starting with a letter or digit), at most 128 characters' });
     }
-    await mkdir(join(this.deps.state, 'locks'), { recursive: true, mode: 0o700 });
     return this.locked(req.name, 'create', async () => {
       if (await this.deps.metadata.containers.get(req.name)) {
         throw new BerthError('ALREADY_EXISTS', `container "${req.name}" already exists`, { hint: `choose another name, or remove it first: berth rm ${req.name}`, details: { container: req.name } });

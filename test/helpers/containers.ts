@@ -5,7 +5,7 @@
  * code under test where possible.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -141,7 +141,6 @@ export async function assertNothingLeft(root: string, what: string): Promise<voi
 
 /** Container ids runc lists under the root's --state/runc. */
 export async function runcList(root: string): Promise<string[]> {
-  const { execFile } = await import('node:child_process');
   const out = await new Promise<string>((resolve, reject) =>
     execFile('runc', ['--root', join(root, 'run', 'runc'), 'list', '--format', 'json'], (err, stdout) => (err ? reject(err) : resolve(stdout))),
   );

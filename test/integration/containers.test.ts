@@ -6,7 +6,8 @@
  * removes its containers in finally.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runBerth, startBerth } from '../helpers/berth.js';
@@ -136,6 +137,9 @@ describe('output and exit codes', () => {
       const bad = await runBerth(root, ['logs', '--tail', 'x', 'talker']);
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /--tail "x"/);
+      const unknown = await runBerth(root, ['logs', 'nope']);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /container "nope" not found/);
 
       await berthOk(root, ['run', '-d', '--name', 'slow', img.busybox, '--', 'sh', '-c', 'echo first; sleep 3; echo second >&2; echo third']);
       const t0 = Date.now();
@@ -145,7 +149,7 @@ describe('output and exit codes', () => {
       assert.equal(follow.stdout, 'first\nthird\n');
       assert.equal(follow.stderr, 'second\n');
       assert.ok(took >= 1500, `logs -f ended after ${took} ms, before the container exited`);
-      assert.ok(took < 10_000, `logs -f took ${took} ms to notice the exit`);
+      assert.ok(took < 30_000, `logs -f took ${took} ms to notice the exit`);
       assert.equal((await psOne(root, 'slow')).state, 'exited');
       // -f on a container that already exited prints its log and ends.
       const again = await runBerth(root, ['logs', '-f', 'slow']);
@@ -247,10 +251,11 @@ describe('stop', () => {
       names.push('trapper');
       await berthOk(root, ['run', '-d', '--name', 'trapper', img.busybox, '--', 'sh', '-c', 'trap "exit 42" TERM; echo ready; while true; do sleep 0.1; done']);
       await logged(root, 'trapper', 'ready');
+      // Exit code 42, not 137, shows TERM stopped it; the time only shows it did not wait out the timeout (a loaded machine is slow).
       const t0 = Date.now();
-      assert.equal(await berthOk(root, ['stop', '-t', '20', 'trapper']), 'trapper\n');
+      assert.equal(await berthOk(root, ['stop', '-t', '30', 'trapper']), 'trapper\n');
       const took = Date.now() - t0;
-      assert.ok(took < 5000, `stop took ${took} ms`);
+      assert.ok(took < 20_000, `stop took ${took} ms`);
       const v = await psOne(root, 'trapper');
       assert.deepEqual([v.state, v.desired, v.exitCode, v.signal], ['exited', 'stopped', 42, undefined]);
       assert.deepEqual(await runcList(root), [], 'a stopped container is gone from runc');
@@ -267,7 +272,7 @@ describe('stop', () => {
       const t0 = Date.now();
       await berthOk(root, ['stop', '-t', '2', 'stubborn']);
       const took = Date.now() - t0;
-      assert.ok(took >= 2000 && took < 8000, `stop -t 2 took ${took} ms`);
+      assert.ok(took >= 2000 && took < 20_000, `stop -t 2 took ${took} ms`);
       const v = await psOne(root, 'stubborn');
       assert.deepEqual([v.state, v.exitCode, v.signal], ['exited', 137, 9]);
     });
@@ -279,8 +284,8 @@ describe('stop', () => {
       await berthOk(root, ['run', '-d', '--name', 'usr1', '--stop-signal', 'SIGUSR1', img.busybox, '--', 'sh', '-c', 'trap "exit 10" USR1; trap "exit 20" TERM; echo ready; while true; do sleep 0.1; done']);
       await logged(root, 'usr1', 'ready');
       const t0 = Date.now();
-      await berthOk(root, ['stop', '-t', '20', 'usr1']);
-      assert.ok(Date.now() - t0 < 5000, `stop took ${Date.now() - t0} ms`);
+      await berthOk(root, ['stop', '-t', '30', 'usr1']);
+      assert.ok(Date.now() - t0 < 20_000, `stop took ${Date.now() - t0} ms`);
       assert.equal((await psOne(root, 'usr1')).exitCode, 10);
     });
   });
@@ -303,6 +308,29 @@ describe('create and start', () => {
       const unknown = await runBerth(root, ['start', 'nope']);
       assert.equal(unknown.code, 1);
       assert.match(unknown.stderr, /container "nope" not found/);
+    });
+  });
+});
+
+describe('after a reboot', () => {
+  test('a container whose mounts and --state are gone (a reboot clears the tmpfs) starts, stops and is removed', async () => {
+    await withRoot(async (root, names) => {
+      names.push('survivor');
+      await berthOk(root, ['create', '--name', 'survivor', img.busybox, '--', 'sh', '-c', 'echo back']);
+      const { id } = await psOne(root, 'survivor');
+      // What a reboot does: every mount gone, --state (a tmpfs) empty.
+      for (const m of (await mountsUnder(root)).reverse()) execFileSync('umount', [m]);
+      await rm(join(root, 'run'), { recursive: true, force: true });
+      assert.deepEqual(await mountsUnder(root), []);
+
+      assert.equal((await psOne(root, 'survivor')).state, 'created');
+      await berthOk(root, ['start', 'survivor']);
+      assert.equal((await exited(root, 'survivor')).exitCode, 0);
+      assert.equal((await runBerth(root, ['logs', 'survivor'])).stdout, 'back\n');
+      await berthOk(root, ['stop', 'survivor']);
+      await rm(join(root, 'run'), { recursive: true, force: true });
+      await berthOk(root, ['rm', 'survivor']);
+      await assertNothingLeft(root, `after rm of ${id}`);
     });
   });
 });
@@ -353,6 +381,9 @@ describe('exec', () => {
       assert.equal(res.stderr, 'err\n');
       const ok = await runBerth(root, ['exec', 'host', '--', 'true']);
       assert.equal(ok.code, 0, describeResult(ok));
+      const noCommand = await runBerth(root, ['exec', 'host']);
+      assert.equal(noCommand.code, 1);
+      assert.match(noCommand.stderr, /expected a command after --/);
       // The exec'd process runs in the container: it sees the container's init as PID 1.
       const pid1 = await runBerth(root, ['exec', 'host', '--', 'cat', '/proc/1/cmdline']);
       assert.equal(pid1.stdout.replace(/\0/g, ' ').trim(), 'sleep 60');
