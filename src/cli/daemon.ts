@@ -102,7 +102,7 @@ const daemon: Command = {
         ctx.logger.child({ module: 'api' }),
       );
       cleanup.push(() => api.close());
-      ctx.logger.info('daemon ready', { manifests: files, containers: (await sys.metadata.containers.list()).length });
+      ctx.logger.info('daemon supervising', { manifests: files, containers: (await sys.metadata.containers.list()).length });
       const signal = await stopped;
       ctx.logger.info('daemon stopping; containers keep running', { signal });
     } finally {

@@ -43,12 +43,14 @@ export function decideRestart(
 
 /**
  * Parses Docker's policy syntax: "never" (or "no"), "always",
- * "on-failure" or "on-failure:N". undefined when it does not parse.
+ * "on-failure" or "on-failure:N" (N = 0: no limit, as in Docker).
+ * undefined when it does not parse.
  */
 export function parseRestartPolicy(text: string): Pick<RestartPolicy, 'policy' | 'maxRetries'> | undefined {
   const m = /^(no|never|always|on-failure)(?::(\d+))?$/.exec(text.trim());
   if (!m) return undefined;
   if (m[2] !== undefined && m[1] !== 'on-failure') return undefined;
   const policy = m[1] === 'no' ? 'never' : (m[1] as RestartPolicy['policy']);
-  return m[2] === undefined ? { policy } : { policy, maxRetries: Number(m[2]) };
+  // Docker reads on-failure:0 as no limit.
+  return m[2] === undefined || Number(m[2]) === 0 ? { policy } : { policy, maxRetries: Number(m[2]) };
 }

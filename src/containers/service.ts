@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { findExecutableInRoot, readFileInRoot } from '../archive/index.js';
+// The lookups only: archive/index.js would also load the layer reader and decompressors.
+import { findExecutableInRoot } from '../archive/lookup.js';
+import { readFileInRoot } from '../archive/read.js';
 import { BerthError, isBerthError } from '../errors.js';
 import type { EventPublisher } from '../events.js';
 import { withLock } from '../lock/index.js';

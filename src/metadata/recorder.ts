@@ -4,8 +4,12 @@ import type { EventLog } from './store.js';
 
 /**
  * Persists the events published on a bus into the event log, batched: the
- * events of one tick go into one transaction. Progress events are not kept:
- * they are many, and only a live view wants them.
+ * events of `flushMs` (default 200 ms) go into one transaction, so a short
+ * command that publishes four events pays one durable write, not four.
+ * `flush` and `stop` write what is pending at once. A process killed
+ * meanwhile loses at most that window of events: they are a record of what
+ * happened, not the state itself (that is in the records). Progress events
+ * are not kept: they are many, and only a live view wants them.
  */
 
 const TRANSIENT: ReadonlySet<BerthEvent['type']> = new Set(['pull.layer.start', 'pull.layer.progress']);
@@ -16,10 +20,14 @@ export interface EventRecorder {
   stop(): Promise<void>;
 }
 
-export function recordEvents(bus: EventBus, log: EventLog, logger: Logger): EventRecorder {
+export function recordEvents(bus: EventBus, log: EventLog, logger: Logger, flushMs = 200): EventRecorder {
   let pending: BerthEvent[] = [];
+  let timer: NodeJS.Timeout | undefined;
   let writing: Promise<void> = Promise.resolve();
   const write = (): void => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (pending.length === 0) return;
     const batch = pending;
     pending = [];
     writing = writing.then(() =>
@@ -31,11 +39,11 @@ export function recordEvents(bus: EventBus, log: EventLog, logger: Logger): Even
   };
   const unsubscribe = bus.subscribe((event) => {
     if (TRANSIENT.has(event.type)) return;
-    if (pending.length === 0) queueMicrotask(write);
     pending.push(event);
+    timer ??= setTimeout(write, flushMs);
   });
   const flush = async (): Promise<void> => {
-    if (pending.length) write();
+    write();
     await writing;
   };
   return {

@@ -17,7 +17,8 @@ describe('parseRestartPolicy', () => {
     ['no', { policy: 'never' }],
     ['always', { policy: 'always' }],
     ['on-failure', { policy: 'on-failure' }],
-    ['on-failure:0', { policy: 'on-failure', maxRetries: 0 }],
+    // Docker reads a limit of 0 as none.
+    ['on-failure:0', { policy: 'on-failure' }],
     ['on-failure:2', { policy: 'on-failure', maxRetries: 2 }],
     ['on-failure:15', { policy: 'on-failure', maxRetries: 15 }],
     [' always ', { policy: 'always' }],
