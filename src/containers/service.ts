@@ -268,7 +268,12 @@ export class ContainerService {
       await runtime.delete(rec.id, { force: true });
     }
     await this.ensureRootfs(rec);
-    rec = await metadata.containers.update(name, (r) => ({ ...r, desired: 'running' }));
+    // A restart is counted when it is attempted, before the container can be seen running again.
+    rec = await metadata.containers.update(name, (r) => ({
+      ...r,
+      desired: 'running',
+      status: { ...r.status, restartCount: r.status.restartCount + (counted ? 1 : 0), nextRestartAt: undefined },
+    }));
     try {
       const { pid } = await runtime.create(rec.id, {
         bundle: this.bundleDir(rec.id),
@@ -280,7 +285,7 @@ export class ContainerService {
       const started = await metadata.containers.update(name, (r) => ({
         ...r,
         status: {
-          restartCount: r.status.restartCount + (counted ? 1 : 0),
+          restartCount: r.status.restartCount,
           startedAt: this.now().toISOString(),
           ...(r.status.backoffMs !== undefined ? { backoffMs: r.status.backoffMs } : {}),
         },
@@ -291,7 +296,7 @@ export class ContainerService {
       await runtime.delete(rec.id, { force: true }).catch(() => {});
       const message = err instanceof Error ? err.message : String(err);
       await metadata.containers
-        .update(name, (r) => ({ ...r, status: { ...r.status, restartCount: r.status.restartCount + (counted ? 1 : 0), lastError: message, nextRestartAt: undefined } }))
+        .update(name, (r) => ({ ...r, status: { ...r.status, lastError: message, nextRestartAt: undefined } }))
         .catch(() => {});
       throw err;
     }

@@ -13,7 +13,7 @@ import type { Kind, Problem } from './schema.js';
  * - pullPolicy: Always when the reference has the tag `latest` or no tag and
  *   no digest, IfNotPresent otherwise (Kubernetes' rule: a moving tag is
  *   looked up again, a pinned one is not).
- * - restart: never, backoff 1s doubling up to 60s (containers/restart.ts).
+ * - restart: always (a declared service keeps running, as in Kubernetes; jobs say never or on-failure), backoff 1s doubling up to 60s (containers/restart.ts).
  * - stopTimeout 10s (Docker's); state running.
  * - `config` holds what the manifest says and nothing else: its unset fields
  *   take the image's values or the runtime's defaults when the bundle is made
@@ -93,7 +93,7 @@ export interface DesiredState {
   images: DesiredImage[];
 }
 
-export const DEFAULT_RESTART: Readonly<DesiredRestart> = { policy: 'never', initialMs: 1000, maxMs: 60_000 };
+export const DEFAULT_RESTART: Readonly<DesiredRestart> = { policy: 'always', initialMs: 1000, maxMs: 60_000 };
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
 /** The manifest shapes the schemas accept (schemas/*.schema.json are the truth). */

@@ -32,7 +32,7 @@ describe('desired state', () => {
       image: 'busybox:1.36',
       pullPolicy: 'IfNotPresent',
       config: {},
-      restart: { policy: 'never', initialMs: 1000, maxMs: 60_000 },
+      restart: { policy: 'always', initialMs: 1000, maxMs: 60_000 },
       stopTimeoutMs: 10_000,
       dependsOn: [],
       state: 'running',

@@ -31,7 +31,7 @@ export function desired(overrides: Partial<DesiredContainer> = {}): DesiredConta
     image: 'registry.example:5000/team/web:1.4',
     pullPolicy: 'IfNotPresent',
     config: {},
-    restart: { policy: 'never', initialMs: 1000, maxMs: 60_000 },
+    restart: { policy: 'always', initialMs: 1000, maxMs: 60_000 },
     stopTimeoutMs: 10_000,
     dependsOn: [],
     state: 'running',

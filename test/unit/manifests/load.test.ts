@@ -158,7 +158,7 @@ describe('schema errors', () => {
         'web.yaml:7:3: unknown field "imagePullPolicy" (at /spec/imagePullPolicy)\n  hint: did you mean "pullPolicy"?',
         'web.yaml:8:33: PORT must be a string, not a number (8080) (at /spec/env/PORT)\n  hint: quote the value to make it a string: "8080"',
         'web.yaml:12:15: target "tmp" is not a valid absolute path (at /spec/mounts/1/target)\n  hint: An absolute path, starting with /.',
-        'web.yaml:13:22: policy must be one of never, on-failure, always, not "sometimes" (at /spec/restart/policy)\n  hint: never: leave it exited (the default). on-failure: restart after a non-zero exit code, at most maxRetries times. always: restart whatever the exit code.',
+        'web.yaml:13:22: policy must be one of never, on-failure, always, not "sometimes" (at /spec/restart/policy)\n  hint: always (the default): restart whatever the exit code, so a declared service keeps running, also after it is killed by hand. on-failure: restart after a non-zero exit code, at most maxRetries times. never: leave it exited (one-shot jobs).',
         'web.yaml:14:12: network must be one of host, none, not "bridge" (at /spec/network)\n  hint: none: a network namespace of its own with only loopback (the default). host: the host\'s network namespace.',
         'web.yaml:16:13: memory "256Mx" is not a valid size (at /spec/resources/memory)\n  hint: Bytes, or a size with a binary unit: 1048576, 512k, 64Mi, 1g, 1.5Gi.',
         'web.yaml:17:11: cpus must be a number, not a string ("2") (at /spec/resources/cpus)\n  hint: How many CPUs\' worth of time the container may use, for example 0.5 or 2 (at least 0.01).',
