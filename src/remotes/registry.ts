@@ -11,15 +11,17 @@ import type { CredentialStore, Credentials } from './credentials.js';
 import type { RegistryEndpoint, RegistryHosts } from './hosts.js';
 import type { BlobBody, Fetcher, Resolved, Resolver } from './resolver.js';
 import { defaultRetryPolicy, RetryableFailure, withRetry, parseRetryAfter, type RetryNotice, type RetryPolicy } from './retry.js';
+import { BlobTransport } from './blobtransport.js';
 import {
   abandon,
-  BlobBodyStream,
+  BlobReader,
   discard,
   header,
   HttpTransport,
   readCapped,
   tlsOf,
   transportFailure,
+  type BufferReader,
   type Headers,
   type HttpResponse,
   type RequestSubject,
@@ -56,8 +58,6 @@ export interface RegistryResolverOptions {
 const MAX_REDIRECTS = 5;
 const MAX_TOKEN_BYTES = 1024 * 1024;
 const MAX_ERROR_BODY_BYTES = 16 * 1024;
-/** undici's read buffer for blob bodies; larger than the 64 KiB default for throughput. */
-const BLOB_HIGH_WATER_MARK = 1024 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const RETRY_STATUSES = new Set([500, 502, 503, 504]);
 const FALLBACK_CODES = new Set<ErrorCode>(['UNAVAILABLE', 'NOT_FOUND', 'RATE_LIMITED']);
@@ -79,7 +79,8 @@ interface RequestSpec {
   method: 'GET' | 'HEAD';
   path: string;
   headers: Headers;
-  highWaterMark?: number;
+  /** A blob GET: goes through the lean BlobTransport instead of undici. */
+  blob?: boolean;
   /** Hand statuses without a meaning of their own (400, 405, 501…) to `consume` instead of failing. */
   tolerate?: boolean;
 }
@@ -93,6 +94,7 @@ export class RegistryResolver implements Resolver {
   private readonly policy: RetryPolicy;
   private readonly auth: Authorizer;
   private readonly http = new HttpTransport();
+  private readonly blobs = new BlobTransport();
 
   constructor(opts: RegistryResolverOptions) {
     this.hosts = opts.hosts;
@@ -148,7 +150,7 @@ export class RegistryResolver implements Resolver {
 
   /** Closes pooled connections. */
   async close(): Promise<void> {
-    await this.http.close();
+    await Promise.all([this.http.close(), this.blobs.close()]);
   }
 
   private async fetchManifest(ref: Reference, name: string, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
@@ -180,7 +182,7 @@ export class RegistryResolver implements Resolver {
       const ex = this.exchangeFor(ep, ref, name, `blob ${desc.digest} of ${name}`, policy, signal, 'the registry lacks a blob the image manifest references; re-push the image');
       const path = `/v2/${repositoryPath(ep, ref)}/blobs/${desc.digest}`;
       const headers: Headers = offset > 0 ? { range: `bytes=${offset}-` } : {};
-      return this.exchange(ex, { method: 'GET', path, headers, highWaterMark: BLOB_HIGH_WATER_MARK }, async (res, url) => {
+      return this.exchange(ex, { method: 'GET', path, headers, blob: true }, async (res, url) => {
         let start = 0;
         if (res.status === 206) {
           const m = /^bytes (\d+)-/.exec(header(res, 'content-range') ?? '');
@@ -194,8 +196,8 @@ export class RegistryResolver implements Resolver {
         }
         const length = Number(header(res, 'content-length'));
         const expected = Number.isSafeInteger(length) && length >= 0 ? length : desc.size - start;
-        const stream = new BlobBodyStream(res.body, expected, { ...ex.subject, digest: desc.digest, offset: start }, url.host, BLOB_HIGH_WATER_MARK);
-        return { stream, offset: start };
+        if (!isBufferReader(res.body)) throw new BerthError('INTERNAL', `blob ${desc.digest} was not fetched through the blob transport`);
+        return new BlobReader(res.body, start, expected, { ...ex.subject, digest: desc.digest }, url.host);
       });
     });
   }
@@ -253,7 +255,10 @@ export class RegistryResolver implements Resolver {
         for (let hops = 0; hops <= MAX_REDIRECTS; ) {
           const own = url.origin === start.origin;
           const headers = own && authorization && !isSignedURL(url) ? { ...base, authorization } : base;
-          const res = await this.http.send(url, { method: spec.method, headers, signal: ex.signal, ...(spec.highWaterMark ? { highWaterMark: spec.highWaterMark } : {}), ...(own ? { tls: tlsOf(ep) } : {}) }, subject);
+          const tls = own ? tlsOf(ep) : undefined;
+          const res = spec.blob
+            ? await this.blobs.send(url, { headers, signal: ex.signal, tls }, subject)
+            : await this.http.send(url, { method: spec.method, headers, signal: ex.signal, ...(tls ? { tls } : {}) }, subject);
 
           const location = header(res, 'location');
           if (REDIRECT_STATUSES.has(res.status) && location) {
@@ -314,6 +319,10 @@ export class RegistryResolver implements Resolver {
       }
     };
   }
+}
+
+function isBufferReader(body: unknown): body is BufferReader {
+  return typeof (body as Partial<BufferReader>).readInto === 'function';
 }
 
 function repositoryPath(ep: RegistryEndpoint, ref: Reference): string {

@@ -1,23 +1,27 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Readable } from 'node:stream';
+import { Pool } from 'undici';
 import { BerthError } from '../errors.js';
 import type { RegistryEndpoint } from './hosts.js';
 import { RetryableFailure } from './retry.js';
 
 /**
  * HTTP for the registry client: one undici Pool per origin (keep-alive,
- * TLS settings of the endpoint), and the translation of undici and socket
- * errors into BerthErrors. undici's `request` neither follows redirects nor
- * decompresses, which is what a content-addressed client needs: the bytes
- * hashed are the bytes the server stored.
+ * TLS settings of the endpoint) for everything but blob bodies (those go
+ * through BlobTransport), and the translation of undici, socket and
+ * BlobTransport errors into BerthErrors. Neither client follows redirects
+ * nor decompresses, which is what a content-addressed client needs: the
+ * bytes hashed are the bytes the server stored.
  */
 
 export type Headers = Record<string, string>;
 
+/** A response body of either client: a Readable that can also be drained for connection reuse. */
+export type ResponseBodyStream = Readable & { dump(opts?: { limit?: number }): Promise<void> };
+
 export interface HttpResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData['body'];
+  body: ResponseBodyStream;
 }
 
 /** What a failing request was about, for messages: never a URL query, never a header. */
@@ -58,6 +62,10 @@ const CONNECT_WORDS: Record<string, string> = {
   UND_ERR_BODY_TIMEOUT: 'body stalled',
   UND_ERR_CLOSED: 'connection closed',
   UND_ERR_DESTROYED: 'connection destroyed',
+  // BlobTransport's own (WireError)
+  HTTP_CLOSED: 'connection closed by the server',
+  HTTP_PROTOCOL: 'malformed HTTP response',
+  HTTP_STALLED: 'no data in time',
 };
 
 function errorCode(err: unknown): string | undefined {
@@ -135,8 +143,6 @@ export interface SendOptions {
   method: 'GET' | 'HEAD';
   headers: Headers;
   signal?: AbortSignal | undefined;
-  /** Bytes undici buffers before it pauses the socket. */
-  highWaterMark?: number;
   /** TLS settings used when the origin's pool is first created. */
   tls?: TLSSettings;
 }
@@ -168,7 +174,6 @@ export class HttpTransport {
         method: opts.method,
         headers: opts.headers,
         signal: opts.signal ?? null,
-        ...(opts.highWaterMark ? { highWaterMark: opts.highWaterMark } : {}),
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };
     } catch (err) {
@@ -213,60 +218,84 @@ export async function discard(res: HttpResponse): Promise<void> {
   }
 }
 
+/** What BlobReader reads from: a BlobTransport response body. */
+export interface BufferReader {
+  /** Fills `buf` unless the body ends first; 0 at the end. */
+  readInto(buf: Uint8Array): Promise<number>;
+  destroy(): void;
+}
+
+/** Size of the fresh chunks BlobReader.stream emits. */
+const STREAM_CHUNK = 256 * 1024;
+
 /**
- * Wraps a blob body: counts bytes and turns a body that breaks or ends short
- * into a stream error the caller can act on (UNAVAILABLE for a reset,
- * TRUNCATED for a short body), naming the host and digest.
+ * A blob body for the Fetcher (see BlobBody): counts bytes and turns a body
+ * that breaks or ends short into an error the caller can act on
+ * (UNAVAILABLE for a reset, TRUNCATED for a short body), naming the host and
+ * digest.
  */
-export class BlobBodyStream extends Transform {
+export class BlobReader {
   private received = 0;
+  private readable: Readable | undefined;
 
   constructor(
-    private readonly source: Readable,
+    private readonly source: BufferReader,
+    readonly offset: number,
     private readonly expected: number | undefined,
-    private readonly subject: RequestSubject & { digest: string; offset: number },
+    private readonly subject: RequestSubject & { digest: string },
     private readonly target: string,
-    highWaterMark: number,
-  ) {
-    super({ highWaterMark, readableHighWaterMark: highWaterMark, writableHighWaterMark: highWaterMark });
-    source.on('error', (err) => this.destroy(this.translate(err)));
-    source.pipe(this);
-  }
+  ) {}
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.received += chunk.length;
-    cb(null, chunk);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (this.expected !== undefined && this.received < this.expected) {
-      cb(this.truncated());
-      return;
+  async readInto(buf: Uint8Array): Promise<number> {
+    let n: number;
+    try {
+      n = await this.source.readInto(buf);
+    } catch (err) {
+      throw this.translate(err);
     }
-    cb();
+    this.received += n;
+    if (n === 0 && this.expected !== undefined && this.received < this.expected) throw this.truncated();
+    return n;
   }
 
-  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+  /** The body as a stream of fresh chunks (made on first use). */
+  get stream(): Readable {
+    this.readable ??= new Readable({
+      highWaterMark: STREAM_CHUNK,
+      read: () => {
+        const buf = Buffer.allocUnsafe(STREAM_CHUNK);
+        this.readInto(buf).then(
+          (n) => this.readable!.push(n === 0 ? null : buf.subarray(0, n)),
+          (err: unknown) => this.readable!.destroy(err as Error),
+        );
+      },
+      destroy: (err, cb) => {
+        this.source.destroy();
+        cb(err);
+      },
+    });
+    return this.readable;
+  }
+
+  cancel(): void {
     this.source.destroy();
-    cb(err);
   }
 
   private truncated(): BerthError {
     const s = this.subject;
-    return new BerthError('TRUNCATED', `registry ${s.host}: blob ${s.digest} ended after ${this.received} of ${this.expected} bytes (from offset ${s.offset})`, {
-      details: { host: s.host, ref: s.ref, digest: s.digest, offset: s.offset, received: this.received, expected: this.expected },
+    return new BerthError('TRUNCATED', `registry ${s.host}: blob ${s.digest} ended after ${this.received} of ${this.expected} bytes (from offset ${this.offset})`, {
+      details: { host: s.host, ref: s.ref, digest: s.digest, offset: this.offset, received: this.received, expected: this.expected },
     });
   }
 
   private translate(err: unknown): BerthError {
-    if (errorCode(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return this.truncated();
     const f = transportFailure(err, this.subject, this.target);
     const e = f instanceof RetryableFailure ? f.error : f;
     const s = this.subject;
     return new BerthError(e.code, `${e.message} after ${this.received} bytes`, {
       cause: err,
       ...(e.hint !== undefined ? { hint: e.hint } : {}),
-      details: { ...e.details, digest: s.digest, offset: s.offset, received: this.received },
+      details: { ...e.details, digest: s.digest, offset: this.offset, received: this.received },
     });
   }
 }
