@@ -11,7 +11,6 @@ import type { CredentialStore, Credentials } from './credentials.js';
 import type { RegistryEndpoint, RegistryHosts } from './hosts.js';
 import type { BlobBody, Fetcher, Resolved, Resolver } from './resolver.js';
 import { defaultRetryPolicy, RetryableFailure, withRetry, parseRetryAfter, type RetryNotice, type RetryPolicy } from './retry.js';
-import { BlobTransport } from './blobtransport.js';
 import {
   abandon,
   BlobReader,
@@ -21,7 +20,6 @@ import {
   readCapped,
   tlsOf,
   transportFailure,
-  type BufferReader,
   type Headers,
   type HttpResponse,
   type RequestSubject,
@@ -79,8 +77,6 @@ interface RequestSpec {
   method: 'GET' | 'HEAD';
   path: string;
   headers: Headers;
-  /** A blob GET: goes through the lean BlobTransport instead of undici. */
-  blob?: boolean;
   /** Hand statuses without a meaning of their own (400, 405, 501…) to `consume` instead of failing. */
   tolerate?: boolean;
 }
@@ -94,7 +90,6 @@ export class RegistryResolver implements Resolver {
   private readonly policy: RetryPolicy;
   private readonly auth: Authorizer;
   private readonly http = new HttpTransport();
-  private readonly blobs = new BlobTransport();
 
   constructor(opts: RegistryResolverOptions) {
     this.hosts = opts.hosts;
@@ -150,7 +145,7 @@ export class RegistryResolver implements Resolver {
 
   /** Closes pooled connections. */
   async close(): Promise<void> {
-    await Promise.all([this.http.close(), this.blobs.close()]);
+    await this.http.close();
   }
 
   private async fetchManifest(ref: Reference, name: string, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
@@ -182,7 +177,7 @@ export class RegistryResolver implements Resolver {
       const ex = this.exchangeFor(ep, ref, name, `blob ${desc.digest} of ${name}`, policy, signal, 'the registry lacks a blob the image manifest references; re-push the image');
       const path = `/v2/${repositoryPath(ep, ref)}/blobs/${desc.digest}`;
       const headers: Headers = offset > 0 ? { range: `bytes=${offset}-` } : {};
-      return this.exchange(ex, { method: 'GET', path, headers, blob: true }, async (res, url) => {
+      return this.exchange(ex, { method: 'GET', path, headers }, async (res, url) => {
         let start = 0;
         if (res.status === 206) {
           const m = /^bytes (\d+)-/.exec(header(res, 'content-range') ?? '');
@@ -196,7 +191,6 @@ export class RegistryResolver implements Resolver {
         }
         const length = Number(header(res, 'content-length'));
         const expected = Number.isSafeInteger(length) && length >= 0 ? length : desc.size - start;
-        if (!isBufferReader(res.body)) throw new BerthError('INTERNAL', `blob ${desc.digest} was not fetched through the blob transport`);
         return new BlobReader(res.body, start, expected, { ...ex.subject, digest: desc.digest }, url.host);
       });
     });
@@ -255,10 +249,7 @@ export class RegistryResolver implements Resolver {
         for (let hops = 0; hops <= MAX_REDIRECTS; ) {
           const own = url.origin === start.origin;
           const headers = own && authorization && !isSignedURL(url) ? { ...base, authorization } : base;
-          const tls = own ? tlsOf(ep) : undefined;
-          const res = spec.blob
-            ? await this.blobs.send(url, { headers, signal: ex.signal, tls }, subject)
-            : await this.http.send(url, { method: spec.method, headers, signal: ex.signal, ...(tls ? { tls } : {}) }, subject);
+          const res = await this.http.send(url, { method: spec.method, headers, signal: ex.signal, tls: own ? tlsOf(ep) : undefined }, subject);
 
           const location = header(res, 'location');
           if (REDIRECT_STATUSES.has(res.status) && location) {
@@ -319,10 +310,6 @@ export class RegistryResolver implements Resolver {
       }
     };
   }
-}
-
-function isBufferReader(body: unknown): body is BufferReader {
-  return typeof (body as Partial<BufferReader>).readInto === 'function';
 }
 
 function repositoryPath(ep: RegistryEndpoint, ref: Reference): string {

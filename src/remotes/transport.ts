@@ -1,27 +1,21 @@
 import { Readable } from 'node:stream';
-import { Pool } from 'undici';
 import { BerthError } from '../errors.js';
+import { Connection, ResponseBody, WireError, type Headers, type TLSSettings } from './connection.js';
 import type { RegistryEndpoint } from './hosts.js';
 import { RetryableFailure } from './retry.js';
 
 /**
- * HTTP for the registry client: one undici Pool per origin (keep-alive,
- * TLS settings of the endpoint) for everything but blob bodies (those go
- * through BlobTransport), and the translation of undici, socket and
- * BlobTransport errors into BerthErrors. Neither client follows redirects
- * nor decompresses, which is what a content-addressed client needs: the
- * bytes hashed are the bytes the server stored.
+ * HTTP for the registry client: a pool of keep-alive connections per origin
+ * (connection.ts), the translation of socket, TLS and protocol errors into
+ * BerthErrors, and BlobReader, the Fetcher's view of a blob body.
  */
 
-export type Headers = Record<string, string>;
-
-/** A response body of either client: a Readable that can also be drained for connection reuse. */
-export type ResponseBodyStream = Readable & { dump(opts?: { limit?: number }): Promise<void> };
+export type { Headers, TLSSettings } from './connection.js';
 
 export interface HttpResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: ResponseBodyStream;
+  body: ResponseBody;
 }
 
 /** What a failing request was about, for messages: never a URL query, never a header. */
@@ -56,13 +50,8 @@ const CONNECT_WORDS: Record<string, string> = {
   EHOSTUNREACH: 'host unreachable',
   ENETUNREACH: 'network unreachable',
   EAI_AGAIN: 'temporary DNS failure',
-  UND_ERR_SOCKET: 'connection closed by the server',
-  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
-  UND_ERR_HEADERS_TIMEOUT: 'no response headers in time',
-  UND_ERR_BODY_TIMEOUT: 'body stalled',
-  UND_ERR_CLOSED: 'connection closed',
-  UND_ERR_DESTROYED: 'connection destroyed',
-  // BlobTransport's own (WireError)
+  // WireError's (connection.ts)
+  CONNECT_TIMEOUT: 'connect timed out',
   HTTP_CLOSED: 'connection closed by the server',
   HTTP_PROTOCOL: 'malformed HTTP response',
   HTTP_STALLED: 'no data in time',
@@ -84,7 +73,7 @@ function errorCode(err: unknown): string | undefined {
 const NETWORK_HINT = 'check the registry name, the network, or the mirror config (registries.yaml)';
 
 /**
- * Translates an error from undici or a socket. Connection-level failures are
+ * Translates an error from a socket, TLS or the HTTP exchange. Connection-level failures are
  * RetryableFailures; TLS and DNS "no such host" are final (retrying will not
  * fix a certificate or a typo). `target` is the host actually contacted when
  * it differs from the registry (a redirect, a token server).
@@ -98,7 +87,7 @@ export function transportFailure(err: unknown, s: RequestSubject, target: string
   const code = errorCode(err);
   // Without a code it is not a network failure but a bug; retrying would hide it.
   if (code === undefined) return new BerthError('INTERNAL', `registry ${s.host}: ${s.what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err, details });
-  if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return new BerthError('CANCELLED', `registry ${s.host}: ${s.what}: cancelled`, { cause: err, details });
+  if (code === 'ABORT_ERR') return new BerthError('CANCELLED', `registry ${s.host}: ${s.what}: cancelled`, { cause: err, details });
   if (TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
     return new BerthError('UNAVAILABLE', `registry ${s.host}${via}: TLS failure (${code}) fetching ${s.what}`, {
       cause: err,
@@ -123,13 +112,6 @@ export function header(res: HttpResponse, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-export interface TLSSettings {
-  ca?: Buffer[];
-  cert?: Buffer;
-  key?: Buffer;
-  insecureSkipVerify?: boolean;
-}
-
 export function tlsOf(ep: RegistryEndpoint): TLSSettings {
   return {
     ...(ep.ca ? { ca: ep.ca } : {}),
@@ -143,48 +125,65 @@ export interface SendOptions {
   method: 'GET' | 'HEAD';
   headers: Headers;
   signal?: AbortSignal | undefined;
-  /** TLS settings used when the origin's pool is first created. */
-  tls?: TLSSettings;
+  /** TLS settings for https:// origins; none means the system's roots. */
+  tls?: TLSSettings | undefined;
 }
 
+/** Keep-alive connections per origin; one exchange per connection at a time. */
 export class HttpTransport {
-  private readonly pools = new Map<string, Pool>();
-
-  private pool(origin: string, tls: TLSSettings | undefined): Pool {
-    let p = this.pools.get(origin);
-    if (!p) {
-      p = new Pool(origin, {
-        connect: {
-          ...(tls?.ca ? { ca: tls.ca } : {}),
-          ...(tls?.cert ? { cert: tls.cert } : {}),
-          ...(tls?.key ? { key: tls.key } : {}),
-          rejectUnauthorized: !tls?.insecureSkipVerify,
-        },
-      });
-      this.pools.set(origin, p);
-    }
-    return p;
-  }
+  private readonly idle = new Map<string, Connection[]>();
+  private readonly live = new Set<Connection>();
 
   /** One HTTP exchange; throws what transportFailure makes of a failure. */
   async send(url: URL, opts: SendOptions, s: RequestSubject): Promise<HttpResponse> {
+    const signal = opts.signal;
     try {
-      const res = await this.pool(url.origin, opts.tls).request({
-        path: url.pathname + url.search,
-        method: opts.method,
-        headers: opts.headers,
-        signal: opts.signal ?? null,
-      });
-      return { status: res.statusCode, headers: res.headers, body: res.body };
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new BerthError('UNSUPPORTED', `registry ${s.host}: cannot fetch ${s.what} over ${url.protocol}`, { details: { host: s.host, ref: s.ref } });
+      }
+      signal?.throwIfAborted();
+      const origin = `${url.protocol}//${url.host}`;
+      for (;;) {
+        const conn = this.idle.get(origin)?.pop() ?? this.open(origin, url, opts.tls);
+        const { ex, head } = conn.request(opts.method, url, opts.headers);
+        const abort = (): void => conn.abort(ex);
+        signal?.addEventListener('abort', abort, { once: true });
+        ex.onSettled = () => signal?.removeEventListener('abort', abort);
+        try {
+          const h = await head;
+          return { status: h.status, headers: h.headers, body: new ResponseBody(conn, ex) };
+        } catch (err) {
+          // A kept-alive connection the server closed just before the request: try a new one.
+          if (conn.served > 1 && conn.responseBytes === 0 && !signal?.aborted && !(err instanceof BerthError)) continue;
+          throw err;
+        }
+      }
     } catch (err) {
-      throw transportFailure(err, s, url.host, opts.signal);
+      throw transportFailure(err, s, url.host, signal);
     }
   }
 
   async close(): Promise<void> {
-    const pools = [...this.pools.values()];
-    this.pools.clear();
-    await Promise.all(pools.map((p) => p.destroy()));
+    for (const c of [...this.live]) c.close();
+    this.idle.clear();
+  }
+
+  private open(origin: string, url: URL, tls: TLSSettings | undefined): Connection {
+    const c = new Connection(origin, url, tls, {
+      idle: (conn) => {
+        const list = this.idle.get(conn.key) ?? [];
+        list.push(conn);
+        this.idle.set(conn.key, list);
+      },
+      gone: (conn) => {
+        this.live.delete(conn);
+        const list = this.idle.get(conn.key);
+        const i = list?.indexOf(conn) ?? -1;
+        if (list && i >= 0) list.splice(i, 1);
+      },
+    });
+    this.live.add(c);
+    return c;
   }
 }
 
@@ -203,7 +202,7 @@ export async function readCapped(body: Readable, cap: number): Promise<{ bytes: 
   return { bytes: Buffer.concat(chunks), over: false };
 }
 
-/** Drops a body mid-way; undici then errors it with an abort nobody needs to hear. */
+/** Drops a body mid-way (its connection is closed); a pending read errors with nothing listening. */
 export function abandon(body: Readable): void {
   body.on('error', () => {});
   body.destroy();
@@ -216,13 +215,6 @@ export async function discard(res: HttpResponse): Promise<void> {
   } catch {
     // A broken body of an already-failed response changes nothing.
   }
-}
-
-/** What BlobReader reads from: a BlobTransport response body. */
-export interface BufferReader {
-  /** Fills `buf` unless the body ends first; 0 at the end. */
-  readInto(buf: Uint8Array): Promise<number>;
-  destroy(): void;
 }
 
 /** Size of the fresh chunks BlobReader.stream emits. */
@@ -239,7 +231,7 @@ export class BlobReader {
   private readable: Readable | undefined;
 
   constructor(
-    private readonly source: BufferReader,
+    private readonly source: ResponseBody,
     readonly offset: number,
     private readonly expected: number | undefined,
     private readonly subject: RequestSubject & { digest: string },

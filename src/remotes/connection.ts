@@ -2,24 +2,33 @@ import { connect as netConnect, isIP, type OnReadOpts, type Socket } from 'node:
 import { Readable } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { BerthError } from '../errors.js';
-import { transportFailure, type Headers, type HttpResponse, type RequestSubject, type TLSSettings } from './transport.js';
 
 /**
- * A minimal HTTP/1.1 client for blob GETs, the one exchange that moves
- * gigabytes. undici spends several times curl's CPU per byte on loopback,
- * mostly per chunk: a fresh Buffer per socket read, stream plumbing, GC.
- * Here the socket reads (`onread`) straight into the caller's buffer
- * (ResponseBody.readInto), so a body of known length arrives with neither a copy
- * nor an allocation; chunked bodies go through the connection's scratch
- * buffer.
+ * The registry client's HTTP/1.1 on node:net and node:tls: one connection,
+ * one exchange at a time (no pipelining), keep-alive, Content-Length, chunked
+ * and close-delimited bodies, TLS with the endpoint's CA, client certificate
+ * and verification settings. GET and HEAD only; no redirects, auth, retries
+ * or decompression (RegistryResolver.exchange does those, and a
+ * content-addressed client wants the bytes the server stored).
  *
- * Scope: GET, keep-alive with one request per connection at a time (no
- * pipelining), Content-Length, chunked and close-delimited bodies, TLS with
- * the endpoint's CA, client certificate and verification settings. No
- * redirects, auth, retries or decompression: RegistryResolver.exchange does
- * those, as it does over undici. Failures are errors with a `code` that
- * transportFailure translates, like undici's and the socket's own.
+ * Why not undici: on loopback it spends several times curl's CPU per byte,
+ * mostly per chunk (a fresh Buffer per socket read, stream plumbing, GC), and
+ * importing it costs ~0.25 s of CPU at every start. Here the socket reads
+ * (`onread`) straight into the caller's buffer (ResponseBody.readInto), so a
+ * body of known length arrives with neither a copy nor an allocation.
+ *
+ * Failures are errors with a `code` (the socket's, TLS's, or WireError's)
+ * that transportFailure (transport.ts) translates.
  */
+
+export type Headers = Record<string, string>;
+
+export interface TLSSettings {
+  ca?: Buffer[];
+  cert?: Buffer;
+  key?: Buffer;
+  insecureSkipVerify?: boolean;
+}
 
 /** Connection-owned buffer for response heads, chunk framing and reads while no caller buffer waits. */
 const SCRATCH_BYTES = 64 * 1024;
@@ -37,7 +46,7 @@ const STREAM_CHUNK = 64 * 1024;
 /** A failure with a code transportFailure knows (CONNECT_WORDS). */
 export class WireError extends Error {
   constructor(
-    readonly code: 'HTTP_CLOSED' | 'HTTP_PROTOCOL' | 'HTTP_STALLED' | 'UND_ERR_CONNECT_TIMEOUT' | 'ABORT_ERR',
+    readonly code: 'HTTP_CLOSED' | 'HTTP_PROTOCOL' | 'HTTP_STALLED' | 'CONNECT_TIMEOUT' | 'ABORT_ERR',
     message: string,
   ) {
     super(message);
@@ -45,25 +54,20 @@ export class WireError extends Error {
   }
 }
 
-export interface BlobSendOptions {
-  headers: Headers;
-  signal?: AbortSignal | undefined;
-  /** TLS settings for https:// origins; none means the system's roots. */
-  tls?: TLSSettings | undefined;
-}
-
 type Framing =
   | { kind: 'length'; remaining: number }
   | { kind: 'chunked'; state: 'size' | 'data' | 'data-crlf' | 'trailer' | 'done'; remaining: number }
   | { kind: 'close' };
 
-interface HeadResult {
+export interface HeadResult {
   status: number;
   headers: Record<string, string | string[]>;
 }
 
 /** One request and its response on a connection. */
-class Exchange {
+export class Exchange {
+  constructor(readonly method: 'GET' | 'HEAD') {}
+
   head: { resolve(h: HeadResult): void; reject(err: Error): void } | undefined;
   framing: Framing = { kind: 'close' };
   /** The body has been received and delivered completely. */
@@ -159,7 +163,7 @@ export class ResponseBody extends Readable {
  * is not the caller's. So the socket never writes into a buffer its caller
  * got back.
  */
-class Connection {
+export class Connection {
   readonly socket: Socket;
   private readonly scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   /** Buffered, unconsumed bytes are scratch[start, end). */
@@ -212,7 +216,7 @@ class Connection {
     this.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => this.socket.setTimeout(STALL_TIMEOUT_MS));
     this.socket.on('timeout', () => {
       if (!this.current) this.close();
-      else this.fail(new WireError(this.socket.connecting ? 'UND_ERR_CONNECT_TIMEOUT' : 'HTTP_STALLED', 'no data from the server in time'));
+      else this.fail(new WireError(this.socket.connecting ? 'CONNECT_TIMEOUT' : 'HTTP_STALLED', 'no data from the server in time'));
     });
     this.socket.on('error', (err) => this.fail(err));
     this.socket.on('end', () => this.onEnd());
@@ -220,16 +224,16 @@ class Connection {
     this.socket.resume();
   }
 
-  /** Sends a GET; resolves with the response head once it arrived. */
-  request(url: URL, headers: Headers): { ex: Exchange; head: Promise<HeadResult> } {
-    let text = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+  /** Sends a request; `head` resolves with the response head once it arrived. */
+  request(method: 'GET' | 'HEAD', url: URL, headers: Headers): { ex: Exchange; head: Promise<HeadResult> } {
+    let text = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
     for (const [k, v] of Object.entries(headers)) {
       if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw new BerthError('INTERNAL', `HTTP header ${JSON.stringify(k)} contains a line break`);
       text += `${k}: ${v}\r\n`;
     }
     clearTimeout(this.idleTimer);
     this.socket.ref();
-    const ex = new Exchange();
+    const ex = new Exchange(method);
     const head = new Promise<HeadResult>((resolve, reject) => (ex.head = { resolve, reject }));
     this.current = ex;
     this.served++;
@@ -366,7 +370,7 @@ class Connection {
       this.keepAlive = m[1] === '1' ? !connection.includes('close') : connection.includes('keep-alive');
       const length = headers['content-length'];
       const buffered = this.end - this.start;
-      if (status === 204 || status === 304) ex.framing = { kind: 'length', remaining: 0 };
+      if (ex.method === 'HEAD' || status === 204 || status === 304) ex.framing = { kind: 'length', remaining: 0 };
       else if (String(headers['transfer-encoding'] ?? '').toLowerCase().includes('chunked')) ex.framing = { kind: 'chunked', state: 'size', remaining: 0 };
       else if (typeof length === 'string' && /^\d{1,15}$/.test(length)) {
         if (Number(length) < buffered) {
@@ -473,63 +477,5 @@ class Connection {
     // Bytes that arrived before the failure are delivered; the next read fails.
     if (t && t.filled > 0) t.resolve(t.filled);
     else t?.reject(err);
-  }
-}
-
-/** The lean client: a pool of keep-alive connections per origin. */
-export class BlobTransport {
-  private readonly idle = new Map<string, Connection[]>();
-  private readonly live = new Set<Connection>();
-
-  /** One GET; throws what transportFailure makes of a failure. */
-  async send(url: URL, opts: BlobSendOptions, s: RequestSubject): Promise<HttpResponse & { body: ResponseBody }> {
-    const signal = opts.signal;
-    try {
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new BerthError('UNSUPPORTED', `registry ${s.host}: cannot fetch ${s.what} over ${url.protocol}`, { details: { host: s.host, ref: s.ref } });
-      }
-      signal?.throwIfAborted();
-      const key = `${url.protocol}//${url.host}`;
-      for (;;) {
-        const conn = this.idle.get(key)?.pop() ?? this.open(key, url, opts.tls);
-        const { ex, head } = conn.request(url, opts.headers);
-        const abort = (): void => conn.abort(ex);
-        signal?.addEventListener('abort', abort, { once: true });
-        ex.onSettled = () => signal?.removeEventListener('abort', abort);
-        try {
-          const h = await head;
-          return { status: h.status, headers: h.headers, body: new ResponseBody(conn, ex) };
-        } catch (err) {
-          // A kept-alive connection the server closed just before the request: try a new one.
-          if (conn.served > 1 && conn.responseBytes === 0 && !signal?.aborted && !(err instanceof BerthError)) continue;
-          throw err;
-        }
-      }
-    } catch (err) {
-      throw transportFailure(err, s, url.host, signal);
-    }
-  }
-
-  async close(): Promise<void> {
-    for (const c of [...this.live]) c.close();
-    this.idle.clear();
-  }
-
-  private open(key: string, url: URL, tls: TLSSettings | undefined): Connection {
-    const c = new Connection(key, url, tls, {
-      idle: (conn) => {
-        const list = this.idle.get(conn.key) ?? [];
-        list.push(conn);
-        this.idle.set(conn.key, list);
-      },
-      gone: (conn) => {
-        this.live.delete(conn);
-        const list = this.idle.get(conn.key);
-        const i = list?.indexOf(conn) ?? -1;
-        if (list && i >= 0) list.splice(i, 1);
-      },
-    });
-    this.live.add(c);
-    return c;
   }
 }
