@@ -344,10 +344,12 @@ export class Connection {
   private parseHead(ex: Exchange): boolean {
     for (;;) {
       const i = this.scratch.indexOf('\r\n\r\n', this.start, 'latin1');
-      if (i < 0 || i + 4 > this.end) {
-        if (this.end - this.start > MAX_HEAD_BYTES) this.fail(new WireError('HTTP_PROTOCOL', `response head larger than ${MAX_HEAD_BYTES} bytes`), true);
+      const complete = i >= 0 && i + 4 <= this.end;
+      if ((complete ? i : this.end) - this.start > MAX_HEAD_BYTES) {
+        this.fail(new WireError('HTTP_PROTOCOL', `response head larger than ${MAX_HEAD_BYTES} bytes`), true);
         return false;
       }
+      if (!complete) return false;
       const lines = this.scratch.toString('latin1', this.start, i).split('\r\n');
       this.start = i + 4;
       const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
