@@ -64,6 +64,16 @@ export interface HeadResult {
   headers: Record<string, string | string[]>;
 }
 
+/** The bytes of a request without a body; INTERNAL for a header that would break the framing. */
+export function requestHead(method: 'GET' | 'HEAD', url: URL, headers: Headers): string {
+  let text = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+  for (const [k, v] of Object.entries(headers)) {
+    if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw new BerthError('INTERNAL', `HTTP header ${JSON.stringify(k)} contains a line break`);
+    text += `${k}: ${v}\r\n`;
+  }
+  return text + '\r\n';
+}
+
 /** One request and its response on a connection. */
 export class Exchange {
   constructor(readonly method: 'GET' | 'HEAD') {}
@@ -224,13 +234,8 @@ export class Connection {
     this.socket.resume();
   }
 
-  /** Sends a request; `head` resolves with the response head once it arrived. */
-  request(method: 'GET' | 'HEAD', url: URL, headers: Headers): { ex: Exchange; head: Promise<HeadResult> } {
-    let text = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
-    for (const [k, v] of Object.entries(headers)) {
-      if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw new BerthError('INTERNAL', `HTTP header ${JSON.stringify(k)} contains a line break`);
-      text += `${k}: ${v}\r\n`;
-    }
+  /** Sends a request (see requestHead); `head` resolves with the response head once it arrived. */
+  request(method: 'GET' | 'HEAD', text: string): { ex: Exchange; head: Promise<HeadResult> } {
     clearTimeout(this.idleTimer);
     this.socket.ref();
     const ex = new Exchange(method);
@@ -238,7 +243,7 @@ export class Connection {
     this.current = ex;
     this.served++;
     this.responseBytes = 0;
-    this.socket.write(text + '\r\n');
+    this.socket.write(text);
     return { ex, head };
   }
 

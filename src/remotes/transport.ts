@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { BerthError } from '../errors.js';
-import { Connection, ResponseBody, WireError, type Headers, type TLSSettings } from './connection.js';
+import { Connection, requestHead, ResponseBody, type Headers, type TLSSettings } from './connection.js';
 import type { RegistryEndpoint } from './hosts.js';
 import { RetryableFailure } from './retry.js';
 
@@ -142,10 +142,11 @@ export class HttpTransport {
         throw new BerthError('UNSUPPORTED', `registry ${s.host}: cannot fetch ${s.what} over ${url.protocol}`, { details: { host: s.host, ref: s.ref } });
       }
       signal?.throwIfAborted();
+      const text = requestHead(opts.method, url, opts.headers);
       const origin = `${url.protocol}//${url.host}`;
       for (;;) {
         const conn = this.idle.get(origin)?.pop() ?? this.open(origin, url, opts.tls);
-        const { ex, head } = conn.request(opts.method, url, opts.headers);
+        const { ex, head } = conn.request(opts.method, text);
         const abort = (): void => conn.abort(ex);
         signal?.addEventListener('abort', abort, { once: true });
         ex.onSettled = () => signal?.removeEventListener('abort', abort);
