@@ -105,8 +105,12 @@ export class ImagePuller {
   private readonly blobs = new SingleFlight<number>();
   private readonly pulls = new SingleFlight<PullResult>();
   private readonly now: () => number;
-  /** Transfer buffers not in use, kept for the next blob (fresh memory costs a page fault per 4 KiB). */
-  private readonly spareBuffers: Buffer[] = [];
+  /**
+   * Transfer buffers not in use, kept for the next blob while any transfer
+   * runs (fresh memory costs a page fault per 4 KiB), dropped when none does.
+   */
+  private spareBuffers: Buffer[] = [];
+  private transfers = 0;
 
   constructor(private readonly deps: PullerDeps) {
     this.now = deps.now ?? Date.now;
@@ -313,6 +317,7 @@ export class ImagePuller {
    * chunk when its write callback runs (ContentWriter.stream() is).
    */
   private async transfer(body: BlobBody, sink: Writable, onBytes: (n: number) => void): Promise<void> {
+    this.transfers++;
     const bufs = [this.spareBuffers.pop() ?? Buffer.allocUnsafeSlow(TRANSFER_BUFFER_BYTES), this.spareBuffers.pop() ?? Buffer.allocUnsafeSlow(TRANSFER_BUFFER_BYTES)];
     const writes: Array<Promise<void> | undefined> = [undefined, undefined];
     sink.on('error', () => {}); // failures arrive through the write callbacks and finished()
@@ -333,7 +338,8 @@ export class ImagePuller {
     } finally {
       // A buffer goes back only when no write can still be reading it.
       await Promise.allSettled(writes);
-      this.spareBuffers.push(...bufs);
+      if (--this.transfers > 0) this.spareBuffers.push(...bufs);
+      else this.spareBuffers = [];
     }
   }
 }
