@@ -1,5 +1,5 @@
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { ContentStore } from '../content/store.js';
 import { BerthError, isTransient } from '../errors.js';
 import type { EventPublisher } from '../events.js';
@@ -28,7 +28,7 @@ import {
   type Platform,
   type Reference,
 } from '../oci/index.js';
-import type { Fetcher, Resolver } from '../remotes/resolver.js';
+import type { BlobBody, Fetcher, Resolver } from '../remotes/resolver.js';
 import { Semaphore, SingleFlight } from './limit.js';
 import type { LayerSource, Unpacker, UnpackPlan } from './unpack.js';
 
@@ -94,11 +94,23 @@ export interface PullerDeps {
 export const PlatformLabel = 'berth.io/platform';
 
 const PROGRESS_INTERVAL_MS = 100;
+/**
+ * Size of each of a transfer's two buffers: the network fills one while the
+ * other is hashed and written, in one write. Large enough that per-buffer
+ * costs vanish, small enough that 3 parallel transfers stay well under 50 MB.
+ */
+const TRANSFER_BUFFER_BYTES = 4 << 20;
 
 export class ImagePuller {
   private readonly blobs = new SingleFlight<number>();
   private readonly pulls = new SingleFlight<PullResult>();
   private readonly now: () => number;
+  /**
+   * Transfer buffers not in use, kept for the next blob while any transfer
+   * runs (fresh memory costs a page fault per 4 KiB), dropped when none does.
+   */
+  private spareBuffers: Buffer[] = [];
+  private transfers = 0;
 
   constructor(private readonly deps: PullerDeps) {
     this.now = deps.now ?? Date.now;
@@ -259,13 +271,31 @@ export class ImagePuller {
         if (writer.offset < desc.size) {
           events.publish({ type: 'pull.layer.start', ref: name, digest: desc.digest, size: desc.size, offset: writer.offset });
           const body = await fetcher.fetchBlob(desc, { offset: writer.offset, ...(signal ? { signal } : {}) });
-          if (body.offset !== writer.offset) await writer.truncate();
-          const counter = new ProgressCounter(body.offset, (offset, delta) => {
-            downloaded += delta;
+          let offset = body.offset;
+          let reported = offset;
+          let lastReport = 0;
+          const report = (): void => {
+            if (offset === reported) return;
+            downloaded += offset - reported;
+            reported = offset;
             events.publish({ type: 'pull.layer.progress', ref: name, digest: desc.digest, size: desc.size, offset });
-          }, this.now);
-          await pipeline(body.stream, counter, writer.stream(), ...(signal ? [{ signal }] : []));
-          counter.flushProgress();
+          };
+          try {
+            if (body.offset !== writer.offset) await writer.truncate();
+            await this.transfer(body, writer.stream(), (n) => {
+              offset += n;
+              const t = this.now();
+              if (t - lastReport >= PROGRESS_INTERVAL_MS) {
+                lastReport = t;
+                report();
+              }
+            });
+          } catch (err) {
+            body.cancel();
+            throw err;
+          } finally {
+            report();
+          }
         }
         await writer.commit();
         events.publish({ type: 'pull.layer.done', ref: name, digest: desc.digest, size: desc.size, cached: false });
@@ -277,6 +307,39 @@ export class ImagePuller {
         if (!isTransient(err) || attempt >= attempts) throw err;
         this.deps.logger.warn('blob transfer interrupted, resuming', { ref: name, digest: desc.digest, attempt, reason: (err as Error).message });
       }
+    }
+  }
+
+  /**
+   * Moves a blob body into an ingest stream with two reused buffers: while
+   * the network fills one, the content store hashes and writes the other.
+   * Nothing is allocated or copied per chunk. `sink` must be done with a
+   * chunk when its write callback runs (ContentWriter.stream() is).
+   */
+  private async transfer(body: BlobBody, sink: Writable, onBytes: (n: number) => void): Promise<void> {
+    this.transfers++;
+    const bufs = [this.spareBuffers.pop() ?? Buffer.allocUnsafeSlow(TRANSFER_BUFFER_BYTES), this.spareBuffers.pop() ?? Buffer.allocUnsafeSlow(TRANSFER_BUFFER_BYTES)];
+    const writes: Array<Promise<void> | undefined> = [undefined, undefined];
+    sink.on('error', () => {}); // failures arrive through the write callbacks and finished()
+    try {
+      for (let i = 0; ; i ^= 1) {
+        await writes[i]; // this buffer's previous write is done with it
+        const buf = bufs[i]!;
+        const n = await body.readInto(buf);
+        if (n === 0) break;
+        const w = new Promise<void>((resolve, reject) => sink.write(buf.subarray(0, n), (err) => (err ? reject(err) : resolve())));
+        w.catch(() => {}); // awaited before the buffer is reused or the transfer ends
+        writes[i] = w;
+        onBytes(n);
+      }
+      await Promise.all(writes);
+      sink.end();
+      await finished(sink);
+    } finally {
+      // A buffer goes back only when no write can still be reading it.
+      await Promise.allSettled(writes);
+      if (--this.transfers > 0) this.spareBuffers.push(...bufs);
+      else this.spareBuffers = [];
     }
   }
 }
@@ -311,34 +374,5 @@ function checkManifest(m: ImageManifest, desc: Descriptor, name: string): void {
     if (layerCompression(l.mediaType) === undefined) {
       throw new BerthError('UNSUPPORTED', `${name}: layer ${i} (${l.digest}) has unknown media type ${l.mediaType}`);
     }
-  }
-}
-
-/** Counts bytes passing through and reports progress at most every PROGRESS_INTERVAL_MS. */
-class ProgressCounter extends Transform {
-  private offset: number;
-  private reported: number;
-  private lastReport = 0;
-
-  constructor(start: number, private readonly report: (offset: number, delta: number) => void, private readonly now: () => number) {
-    super();
-    this.offset = start;
-    this.reported = start;
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.offset += chunk.length;
-    const t = this.now();
-    if (t - this.lastReport >= PROGRESS_INTERVAL_MS) {
-      this.lastReport = t;
-      this.flushProgress();
-    }
-    cb(null, chunk);
-  }
-
-  flushProgress(): void {
-    if (this.offset === this.reported) return;
-    this.report(this.offset, this.offset - this.reported);
-    this.reported = this.offset;
   }
 }

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { LineCounter, parse as parseYAML, YAMLError } from 'yaml';
 import { BerthError } from '../errors.js';
 import { registryHost } from '../oci/reference.js';
 import type { Credentials } from './credentials.js';
@@ -140,6 +139,8 @@ export async function parseRegistryHosts(text: string, file: string): Promise<Re
       details: { file },
     });
 
+  // Imported here, not at the top: loading yaml costs ~0.1 s of CPU, and most hosts have no registries.yaml.
+  const { LineCounter, parse: parseYAML, YAMLError } = await import('yaml');
   let doc: unknown;
   const lines = new LineCounter();
   try {

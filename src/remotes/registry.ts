@@ -13,7 +13,7 @@ import type { BlobBody, Fetcher, Resolved, Resolver } from './resolver.js';
 import { defaultRetryPolicy, RetryableFailure, withRetry, parseRetryAfter, type RetryNotice, type RetryPolicy } from './retry.js';
 import {
   abandon,
-  BlobBodyStream,
+  BlobReader,
   discard,
   header,
   HttpTransport,
@@ -56,8 +56,6 @@ export interface RegistryResolverOptions {
 const MAX_REDIRECTS = 5;
 const MAX_TOKEN_BYTES = 1024 * 1024;
 const MAX_ERROR_BODY_BYTES = 16 * 1024;
-/** undici's read buffer for blob bodies; larger than the 64 KiB default for throughput. */
-const BLOB_HIGH_WATER_MARK = 1024 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const RETRY_STATUSES = new Set([500, 502, 503, 504]);
 const FALLBACK_CODES = new Set<ErrorCode>(['UNAVAILABLE', 'NOT_FOUND', 'RATE_LIMITED']);
@@ -79,7 +77,6 @@ interface RequestSpec {
   method: 'GET' | 'HEAD';
   path: string;
   headers: Headers;
-  highWaterMark?: number;
   /** Hand statuses without a meaning of their own (400, 405, 501…) to `consume` instead of failing. */
   tolerate?: boolean;
 }
@@ -180,7 +177,7 @@ export class RegistryResolver implements Resolver {
       const ex = this.exchangeFor(ep, ref, name, `blob ${desc.digest} of ${name}`, policy, signal, 'the registry lacks a blob the image manifest references; re-push the image');
       const path = `/v2/${repositoryPath(ep, ref)}/blobs/${desc.digest}`;
       const headers: Headers = offset > 0 ? { range: `bytes=${offset}-` } : {};
-      return this.exchange(ex, { method: 'GET', path, headers, highWaterMark: BLOB_HIGH_WATER_MARK }, async (res, url) => {
+      return this.exchange(ex, { method: 'GET', path, headers }, async (res, url) => {
         let start = 0;
         if (res.status === 206) {
           const m = /^bytes (\d+)-/.exec(header(res, 'content-range') ?? '');
@@ -194,8 +191,7 @@ export class RegistryResolver implements Resolver {
         }
         const length = Number(header(res, 'content-length'));
         const expected = Number.isSafeInteger(length) && length >= 0 ? length : desc.size - start;
-        const stream = new BlobBodyStream(res.body, expected, { ...ex.subject, digest: desc.digest, offset: start }, url.host, BLOB_HIGH_WATER_MARK);
-        return { stream, offset: start };
+        return new BlobReader(res.body, start, expected, { ...ex.subject, digest: desc.digest }, url.host);
       });
     });
   }
@@ -253,7 +249,7 @@ export class RegistryResolver implements Resolver {
         for (let hops = 0; hops <= MAX_REDIRECTS; ) {
           const own = url.origin === start.origin;
           const headers = own && authorization && !isSignedURL(url) ? { ...base, authorization } : base;
-          const res = await this.http.send(url, { method: spec.method, headers, signal: ex.signal, ...(spec.highWaterMark ? { highWaterMark: spec.highWaterMark } : {}), ...(own ? { tls: tlsOf(ep) } : {}) }, subject);
+          const res = await this.http.send(url, { method: spec.method, headers, signal: ex.signal, tls: own ? tlsOf(ep) : undefined }, subject);
 
           const location = header(res, 'location');
           if (REDIRECT_STATUSES.has(res.status) && location) {

@@ -24,10 +24,24 @@ export interface Resolved {
   descriptor: Descriptor;
 }
 
+/**
+ * An open blob body. Read it either with `readInto`, into buffers the caller
+ * reuses (no allocation or copy per chunk: the fast path for big layers), or
+ * as `stream`; not both. A caller that stops before the end calls `cancel`.
+ */
 export interface BlobBody {
-  stream: Readable;
   /** The offset the body starts at: the requested one, or 0 when the server ignored Range. */
   offset: number;
+  /**
+   * Reads the next bytes into `buf`, filling it unless the body ends first;
+   * resolves to the count, 0 at the end. `buf` is written only until the
+   * promise settles, so the caller may reuse it afterwards.
+   */
+  readInto(buf: Uint8Array): Promise<number>;
+  /** The body as a stream of fresh chunks. */
+  readonly stream: Readable;
+  /** Stops reading and closes the connection (nothing when the body was read to its end). */
+  cancel(): void;
 }
 
 export interface Fetcher {
@@ -40,8 +54,8 @@ export interface Fetcher {
    * Opens a blob, from `offset` when > 0 (Range request). The body is the
    * raw bytes (no transparent decompression) and is NOT verified here: the
    * caller verifies through the content store. A body that breaks mid-way
-   * errors its stream with UNAVAILABLE or TRUNCATED; the caller may reopen
-   * from the bytes it has.
+   * fails its reads (or errors its stream) with UNAVAILABLE or TRUNCATED;
+   * the caller may reopen from the bytes it has.
    */
   fetchBlob(desc: Descriptor, opts?: { offset?: number; signal?: AbortSignal }): Promise<BlobBody>;
 }

@@ -1,23 +1,21 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Readable } from 'node:stream';
 import { BerthError } from '../errors.js';
+import { Connection, requestHead, ResponseBody, type Headers, type TLSSettings } from './connection.js';
 import type { RegistryEndpoint } from './hosts.js';
 import { RetryableFailure } from './retry.js';
 
 /**
- * HTTP for the registry client: one undici Pool per origin (keep-alive,
- * TLS settings of the endpoint), and the translation of undici and socket
- * errors into BerthErrors. undici's `request` neither follows redirects nor
- * decompresses, which is what a content-addressed client needs: the bytes
- * hashed are the bytes the server stored.
+ * HTTP for the registry client: a pool of keep-alive connections per origin
+ * (connection.ts), the translation of socket, TLS and protocol errors into
+ * BerthErrors, and BlobReader, the Fetcher's view of a blob body.
  */
 
-export type Headers = Record<string, string>;
+export type { Headers, TLSSettings } from './connection.js';
 
 export interface HttpResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData['body'];
+  body: ResponseBody;
 }
 
 /** What a failing request was about, for messages: never a URL query, never a header. */
@@ -52,12 +50,11 @@ const CONNECT_WORDS: Record<string, string> = {
   EHOSTUNREACH: 'host unreachable',
   ENETUNREACH: 'network unreachable',
   EAI_AGAIN: 'temporary DNS failure',
-  UND_ERR_SOCKET: 'connection closed by the server',
-  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
-  UND_ERR_HEADERS_TIMEOUT: 'no response headers in time',
-  UND_ERR_BODY_TIMEOUT: 'body stalled',
-  UND_ERR_CLOSED: 'connection closed',
-  UND_ERR_DESTROYED: 'connection destroyed',
+  // WireError's (connection.ts)
+  CONNECT_TIMEOUT: 'connect timed out',
+  HTTP_CLOSED: 'connection closed by the server',
+  HTTP_PROTOCOL: 'malformed HTTP response',
+  HTTP_STALLED: 'no data in time',
 };
 
 function errorCode(err: unknown): string | undefined {
@@ -76,7 +73,7 @@ function errorCode(err: unknown): string | undefined {
 const NETWORK_HINT = 'check the registry name, the network, or the mirror config (registries.yaml)';
 
 /**
- * Translates an error from undici or a socket. Connection-level failures are
+ * Translates an error from a socket, TLS or the HTTP exchange. Connection-level failures are
  * RetryableFailures; TLS and DNS "no such host" are final (retrying will not
  * fix a certificate or a typo). `target` is the host actually contacted when
  * it differs from the registry (a redirect, a token server).
@@ -90,7 +87,7 @@ export function transportFailure(err: unknown, s: RequestSubject, target: string
   const code = errorCode(err);
   // Without a code it is not a network failure but a bug; retrying would hide it.
   if (code === undefined) return new BerthError('INTERNAL', `registry ${s.host}: ${s.what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err, details });
-  if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return new BerthError('CANCELLED', `registry ${s.host}: ${s.what}: cancelled`, { cause: err, details });
+  if (code === 'ABORT_ERR') return new BerthError('CANCELLED', `registry ${s.host}: ${s.what}: cancelled`, { cause: err, details });
   if (TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
     return new BerthError('UNAVAILABLE', `registry ${s.host}${via}: TLS failure (${code}) fetching ${s.what}`, {
       cause: err,
@@ -115,13 +112,6 @@ export function header(res: HttpResponse, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-export interface TLSSettings {
-  ca?: Buffer[];
-  cert?: Buffer;
-  key?: Buffer;
-  insecureSkipVerify?: boolean;
-}
-
 export function tlsOf(ep: RegistryEndpoint): TLSSettings {
   return {
     ...(ep.ca ? { ca: ep.ca } : {}),
@@ -135,51 +125,66 @@ export interface SendOptions {
   method: 'GET' | 'HEAD';
   headers: Headers;
   signal?: AbortSignal | undefined;
-  /** Bytes undici buffers before it pauses the socket. */
-  highWaterMark?: number;
-  /** TLS settings used when the origin's pool is first created. */
-  tls?: TLSSettings;
+  /** TLS settings for https:// origins; none means the system's roots. */
+  tls?: TLSSettings | undefined;
 }
 
+/** Keep-alive connections per origin; one exchange per connection at a time. */
 export class HttpTransport {
-  private readonly pools = new Map<string, Pool>();
-
-  private pool(origin: string, tls: TLSSettings | undefined): Pool {
-    let p = this.pools.get(origin);
-    if (!p) {
-      p = new Pool(origin, {
-        connect: {
-          ...(tls?.ca ? { ca: tls.ca } : {}),
-          ...(tls?.cert ? { cert: tls.cert } : {}),
-          ...(tls?.key ? { key: tls.key } : {}),
-          rejectUnauthorized: !tls?.insecureSkipVerify,
-        },
-      });
-      this.pools.set(origin, p);
-    }
-    return p;
-  }
+  private readonly idle = new Map<string, Connection[]>();
+  private readonly live = new Set<Connection>();
 
   /** One HTTP exchange; throws what transportFailure makes of a failure. */
   async send(url: URL, opts: SendOptions, s: RequestSubject): Promise<HttpResponse> {
+    const signal = opts.signal;
     try {
-      const res = await this.pool(url.origin, opts.tls).request({
-        path: url.pathname + url.search,
-        method: opts.method,
-        headers: opts.headers,
-        signal: opts.signal ?? null,
-        ...(opts.highWaterMark ? { highWaterMark: opts.highWaterMark } : {}),
-      });
-      return { status: res.statusCode, headers: res.headers, body: res.body };
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new BerthError('UNSUPPORTED', `registry ${s.host}: cannot fetch ${s.what} over ${url.protocol}`, { details: { host: s.host, ref: s.ref } });
+      }
+      signal?.throwIfAborted();
+      const text = requestHead(opts.method, url, opts.headers);
+      const origin = `${url.protocol}//${url.host}`;
+      for (;;) {
+        const conn = this.idle.get(origin)?.pop() ?? this.open(origin, url, opts.tls);
+        const { ex, head } = conn.request(opts.method, text);
+        const abort = (): void => conn.abort(ex);
+        signal?.addEventListener('abort', abort, { once: true });
+        ex.onSettled = () => signal?.removeEventListener('abort', abort);
+        try {
+          const h = await head;
+          return { status: h.status, headers: h.headers, body: new ResponseBody(conn, ex) };
+        } catch (err) {
+          // A kept-alive connection the server closed just before the request: try a new one.
+          if (conn.served > 1 && conn.responseBytes === 0 && !signal?.aborted && !(err instanceof BerthError)) continue;
+          throw err;
+        }
+      }
     } catch (err) {
-      throw transportFailure(err, s, url.host, opts.signal);
+      throw transportFailure(err, s, url.host, signal);
     }
   }
 
   async close(): Promise<void> {
-    const pools = [...this.pools.values()];
-    this.pools.clear();
-    await Promise.all(pools.map((p) => p.destroy()));
+    for (const c of [...this.live]) c.close();
+    this.idle.clear();
+  }
+
+  private open(origin: string, url: URL, tls: TLSSettings | undefined): Connection {
+    const c = new Connection(origin, url, tls, {
+      idle: (conn) => {
+        const list = this.idle.get(conn.key) ?? [];
+        list.push(conn);
+        this.idle.set(conn.key, list);
+      },
+      gone: (conn) => {
+        this.live.delete(conn);
+        const list = this.idle.get(conn.key);
+        const i = list?.indexOf(conn) ?? -1;
+        if (list && i >= 0) list.splice(i, 1);
+      },
+    });
+    this.live.add(c);
+    return c;
   }
 }
 
@@ -198,7 +203,7 @@ export async function readCapped(body: Readable, cap: number): Promise<{ bytes: 
   return { bytes: Buffer.concat(chunks), over: false };
 }
 
-/** Drops a body mid-way; undici then errors it with an abort nobody needs to hear. */
+/** Drops a body mid-way (its connection is closed); a pending read errors with nothing listening. */
 export function abandon(body: Readable): void {
   body.on('error', () => {});
   body.destroy();
@@ -213,60 +218,77 @@ export async function discard(res: HttpResponse): Promise<void> {
   }
 }
 
+/** Size of the fresh chunks BlobReader.stream emits. */
+const STREAM_CHUNK = 256 * 1024;
+
 /**
- * Wraps a blob body: counts bytes and turns a body that breaks or ends short
- * into a stream error the caller can act on (UNAVAILABLE for a reset,
- * TRUNCATED for a short body), naming the host and digest.
+ * A blob body for the Fetcher (see BlobBody): counts bytes and turns a body
+ * that breaks or ends short into an error the caller can act on
+ * (UNAVAILABLE for a reset, TRUNCATED for a short body), naming the host and
+ * digest.
  */
-export class BlobBodyStream extends Transform {
+export class BlobReader {
   private received = 0;
+  private readable: Readable | undefined;
 
   constructor(
-    private readonly source: Readable,
+    private readonly source: ResponseBody,
+    readonly offset: number,
     private readonly expected: number | undefined,
-    private readonly subject: RequestSubject & { digest: string; offset: number },
+    private readonly subject: RequestSubject & { digest: string },
     private readonly target: string,
-    highWaterMark: number,
-  ) {
-    super({ highWaterMark, readableHighWaterMark: highWaterMark, writableHighWaterMark: highWaterMark });
-    source.on('error', (err) => this.destroy(this.translate(err)));
-    source.pipe(this);
-  }
+  ) {}
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.received += chunk.length;
-    cb(null, chunk);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (this.expected !== undefined && this.received < this.expected) {
-      cb(this.truncated());
-      return;
+  async readInto(buf: Uint8Array): Promise<number> {
+    let n: number;
+    try {
+      n = await this.source.readInto(buf);
+    } catch (err) {
+      throw this.translate(err);
     }
-    cb();
+    this.received += n;
+    if (n === 0 && this.expected !== undefined && this.received < this.expected) throw this.truncated();
+    return n;
   }
 
-  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+  /** The body as a stream of fresh chunks (made on first use). */
+  get stream(): Readable {
+    this.readable ??= new Readable({
+      highWaterMark: STREAM_CHUNK,
+      read: () => {
+        const buf = Buffer.allocUnsafe(STREAM_CHUNK);
+        this.readInto(buf).then(
+          (n) => this.readable!.push(n === 0 ? null : buf.subarray(0, n)),
+          (err: unknown) => this.readable!.destroy(err as Error),
+        );
+      },
+      destroy: (err, cb) => {
+        this.source.destroy();
+        cb(err);
+      },
+    });
+    return this.readable;
+  }
+
+  cancel(): void {
     this.source.destroy();
-    cb(err);
   }
 
   private truncated(): BerthError {
     const s = this.subject;
-    return new BerthError('TRUNCATED', `registry ${s.host}: blob ${s.digest} ended after ${this.received} of ${this.expected} bytes (from offset ${s.offset})`, {
-      details: { host: s.host, ref: s.ref, digest: s.digest, offset: s.offset, received: this.received, expected: this.expected },
+    return new BerthError('TRUNCATED', `registry ${s.host}: blob ${s.digest} ended after ${this.received} of ${this.expected} bytes (from offset ${this.offset})`, {
+      details: { host: s.host, ref: s.ref, digest: s.digest, offset: this.offset, received: this.received, expected: this.expected },
     });
   }
 
   private translate(err: unknown): BerthError {
-    if (errorCode(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return this.truncated();
     const f = transportFailure(err, this.subject, this.target);
     const e = f instanceof RetryableFailure ? f.error : f;
     const s = this.subject;
     return new BerthError(e.code, `${e.message} after ${this.received} bytes`, {
       cause: err,
       ...(e.hint !== undefined ? { hint: e.hint } : {}),
-      details: { ...e.details, digest: s.digest, offset: s.offset, received: this.received },
+      details: { ...e.details, digest: s.digest, offset: this.offset, received: this.received },
     });
   }
 }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +12,7 @@ import { BerthError } from '../../../src/errors.js';
 import { parseReference } from '../../../src/oci/reference.js';
 import { parseRegistryHosts } from '../../../src/remotes/index.js';
 import { tempDir } from '../../helpers/tmp.js';
-import { makeResolver, manifestBytes, OCI_MANIFEST, rejects, repoHandler, startServer } from './fake.js';
+import { makeResolver, manifestBytes, OCI_MANIFEST, rejects, repoHandler, sha256, startServer } from './fake.js';
 
 const execFileP = promisify(execFile);
 
@@ -30,7 +31,8 @@ test('TLS: private CA via ca_file, insecure_skip_verify, client certificates, an
   const dir = await tempDir('berth-tls');
   const server = await selfSigned(dir.path, 'server');
   const client = await selfSigned(dir.path, 'client');
-  const repo = { manifests: new Map([['1', { body: manifestBytes(), mediaType: OCI_MANIFEST }]]), blobs: new Map<string, Buffer>() };
+  const blob = randomBytes(3 << 20);
+  const repo = { manifests: new Map([['1', { body: manifestBytes(), mediaType: OCI_MANIFEST }]]), blobs: new Map([[sha256(blob), blob]]) };
   const handler = repoHandler(repo);
   const httpsServer: Server = createServer(
     { cert: await readFile(server.cert), key: await readFile(server.key), ca: await readFile(client.cert), requestCert: true, rejectUnauthorized: false },
@@ -62,6 +64,11 @@ test('TLS: private CA via ca_file, insecure_skip_verify, client certificates, an
   await writeFile(file, `configs:\n  "${host}":\n    tls: { ca_file: server.pem }\n`);
   h = makeResolver({ hosts: await parseRegistryHosts(await readFile(file, 'utf8'), file) });
   assert.equal((await h.resolver.resolve(ref)).host, host);
+  // A blob body over TLS, read into the caller's buffers.
+  const body = await h.resolver.fetcher(ref).fetchBlob({ mediaType: 'application/octet-stream', digest: sha256(blob), size: blob.length });
+  const got: Buffer[] = [];
+  for (let buf = Buffer.alloc(1 << 20), n = await body.readInto(buf); n > 0; buf = Buffer.alloc(1 << 20), n = await body.readInto(buf)) got.push(buf.subarray(0, n));
+  assert.ok(Buffer.concat(got).equals(blob), 'blob over TLS');
   await h.resolver.close();
 
   // Skipping verification.
