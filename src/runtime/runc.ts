@@ -102,7 +102,8 @@ export class RuncRuntime implements ContainerRuntime {
     const log = await open(join(mon, 'conmon.log'), 'a', 0o600);
     try {
       const reply = await new Promise<{ data: number; message?: string }>((resolve, reject) => {
-        const child = spawn(conmon, args, { stdio: ['ignore', 'ignore', log.fd, 'pipe'], detached: true, env: { _OCI_SYNCPIPE: '3' } });
+        // cwd: conmon writes some files (an "oom" note) relative to its working directory.
+        const child = spawn(conmon, args, { cwd: mon, stdio: ['ignore', 'ignore', log.fd, 'pipe'], detached: true, env: { _OCI_SYNCPIPE: '3' } });
         const pipe = child.stdio[3] as NodeJS.ReadableStream | null;
         let text = '';
         const timer = setTimeout(() => {
