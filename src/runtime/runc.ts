@@ -239,7 +239,8 @@ export class RuncRuntime implements ContainerRuntime {
   /** conmon's own OOM note, else the cgroup's oom_kill counter (v1 and v2); read before delete removes the cgroup. */
   private async oomKilled(id: string): Promise<boolean> {
     const mon = this.monitorDir(id);
-    if (await stat(join(mon, 'persist', 'oom')).then(() => true, () => false)) return true;
+    // conmon notes an OOM kill in its persist dir, and (2.1) in its working directory, which is `mon`.
+    for (const note of [join(mon, 'persist', 'oom'), join(mon, 'oom')]) if (await stat(note).then(() => true, () => false)) return true;
     const cgroup = await readFile(join(mon, 'cgroup'), 'utf8').catch(() => undefined);
     return cgroup ? ((await oomKills(cgroup)) ?? 0) > 0 : false;
   }
