@@ -6,7 +6,7 @@ import { parseBytes, readLog, type ContainerConfig, type ContainerMount } from '
 import type { System } from '../system.js';
 import type { Command, CommandContext } from './context.js';
 import { positionals, writeJSON } from './context.js';
-import { formatDuration, shortDigest, table } from './format.js';
+import { formatDuration, formatError, shortDigest, table } from './format.js';
 import { PullProgress } from './progress.js';
 
 /** `berth run | create | start | ps | logs | stop | rm | exec`: containers by hand, as with docker or ctr. */
@@ -217,6 +217,29 @@ function atLeastOne(ctx: CommandContext, usage: string): string[] {
   return ctx.line.positionals;
 }
 
+/**
+ * Runs fn for each name, a few at a time (containers are independent, and
+ * each waits mostly on runc), printing the names done in the order given.
+ * A failure does not stop the others; each is reported, and the exit code is 1.
+ */
+async function eachName(ctx: CommandContext, names: string[], fn: (name: string) => Promise<unknown>): Promise<number> {
+  const results: Array<PromiseSettledResult<unknown>> = new Array(names.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < names.length; i = next++) results[i] = await fn(names[i]!).then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason }));
+  };
+  await Promise.all(Array.from({ length: Math.min(4, names.length) }, worker));
+  let failed = 0;
+  results.forEach((r, i) => {
+    if (r.status === 'fulfilled') ctx.proc.stdout.write(`${names[i]}\n`);
+    else {
+      failed++;
+      ctx.proc.stderr.write(formatError(r.reason, ctx.globals.logLevel === 'debug'));
+    }
+  });
+  return failed ? 1 : 0;
+}
+
 function ago(iso: string | undefined, now: number): string {
   return iso ? formatDuration(now - Date.parse(iso)) : '-';
 }
@@ -300,11 +323,7 @@ const stop: Command = {
   async run(ctx) {
     const t = number(ctx, 'time') ?? 10;
     const service = await (await ctx.system()).containers();
-    for (const name of atLeastOne(ctx, this.usage)) {
-      await service.stop(name, t * 1000);
-      ctx.proc.stdout.write(`${name}\n`);
-    }
-    return 0;
+    return eachName(ctx, atLeastOne(ctx, this.usage), (name) => service.stop(name, t * 1000));
   },
 };
 
@@ -315,11 +334,7 @@ const rm: Command = {
   options: { force: { type: 'boolean', short: 'f' } },
   async run(ctx) {
     const service = await (await ctx.system()).containers();
-    for (const name of atLeastOne(ctx, this.usage)) {
-      await service.remove(name, { force: Boolean(ctx.line.values.force) });
-      ctx.proc.stdout.write(`${name}\n`);
-    }
-    return 0;
+    return eachName(ctx, atLeastOne(ctx, this.usage), (name) => service.remove(name, { force: Boolean(ctx.line.values.force) }));
   },
 };
 

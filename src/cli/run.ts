@@ -1,6 +1,6 @@
 import { BerthError } from '../errors.js';
 import { createLogger, type LogRecord } from '../log.js';
-import { openSystem, type System } from '../system.js';
+import type { System } from '../system.js';
 import { parseCommandLine, resolveGlobals, type OptionSpec } from './args.js';
 import { contentCommands } from './content.js';
 import { containerCommands } from './container.js';
@@ -75,7 +75,9 @@ export async function runCli(argv: string[], proc: ProcessInfo): Promise<number>
       globals,
       proc,
       logger,
+      // Loaded on first use: the store (LMDB) is most of berth's start-up, and commands that hand their work to the daemon never open it.
       system: async () => {
+        const { openSystem } = await import('../system.js');
         system ??= await openSystem({
           root: globals.root,
           state: globals.state,

@@ -131,7 +131,7 @@ export class ContainerService {
 
   async record(name: string): Promise<ContainerRecord> {
     const rec = await this.deps.metadata.containers.get(name);
-    if (!rec) throw new BerthError('NOT_FOUND', `container "${name}" not found`, { hint: 'list containers with: berth ps -a', details: { container: name } });
+    if (!rec) throw new BerthError('NOT_FOUND', `container "${name}" not found`, { hint: 'list containers with: berth ps', details: { container: name } });
     return rec;
   }
 
@@ -475,13 +475,13 @@ export class ContainerService {
         throw new BerthError('FAILED_PRECONDITION', `container "${name}" is running`, { hint: `stop it first (berth stop ${name}) or pass --force`, details: { container: name } });
       }
       await this.deps.metadata.containers.update(name, (r) => ({ ...r, desired: 'stopped', status: { ...r.status, nextRestartAt: undefined } }));
-      if (st) {
+      if (st?.status === 'running' || st?.status === 'paused') {
+        // Killed and waited for, so conmon has written its exit record before delete clears it.
         await this.deps.runtime.kill(rec.id, 9).catch(() => {});
         await this.exited(rec.id, 10_000);
-        await this.deps.runtime.delete(rec.id, { force: true });
       }
-      await this.removeFiles(rec.id);
-      await rm(this.logPath(rec), { force: true });
+      // The runtime's state and the files are independent: removed side by side.
+      await Promise.all([st ? this.deps.runtime.delete(rec.id, { force: true }) : undefined, this.removeFiles(rec.id), rm(this.logPath(rec), { force: true })]);
       await this.deps.metadata.containers.delete(name);
       this.deps.events.publish({ type: 'container.removed', name, id: rec.id });
     });
