@@ -8,3 +8,4 @@
  */
 export { applyLayer, type ApplyOptions, type ApplyResult } from './apply.js';
 export { readFileInRoot } from './read.js';
+export { applyLayerOnThread } from './thread.js';
