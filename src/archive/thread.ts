@@ -112,7 +112,7 @@ let jobs = 0;
 const idle: Worker[] = [];
 
 function takeWorker(): Worker {
-  const w = idle.pop() ?? new Worker(new URL('./apply-thread.js', import.meta.url), process.env.BY ? { resourceLimits: { maxYoungGenerationSizeMb: Number(process.env.BY) } } : {});
+  const w = idle.pop() ?? new Worker(new URL('./apply-thread.js', import.meta.url));
   w.ref();
   return w;
 }
