@@ -56,7 +56,15 @@ export interface ApplyResult {
  * - An entry replaces what is at its path, except that a directory entry for
  *   an existing directory keeps the children and takes the new metadata.
  * - Hardlinks may point to files of this layer or of lower ones; a hardlink
- *   has no metadata of its own (its inode's is its target's).
+ *   has no metadata of its own (its inode's is its target's). Through an
+ *   overlay, linking to a lower layer's file copies that file up first
+ *   (link(2) on overlayfs): the new name shares the copied-up inode, and the
+ *   file's other names from lower layers keep the lower inode, so in the
+ *   merged view that group splits in two, same content and metadata. berth
+ *   accepts this, as overlayfs defines it (containerd 1.6 refuses such layers
+ *   outright: it applies into the upper directory, where the target does not
+ *   exist); in a plain directory (`image unpack DIR`, the native
+ *   snapshotter) the whole group stays one inode.
  * - Ownership is numeric (uid/gid from the tar); modes keep setuid, setgid
  *   and sticky (set after chown, which clears them); xattrs from PAX
  *   SCHILY.xattr records in the user.*, trusted.* (not trusted.overlay.*),

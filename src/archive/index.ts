@@ -9,3 +9,4 @@
 export { applyLayer, type ApplyOptions, type ApplyResult } from './apply.js';
 export { readFileInRoot } from './read.js';
 export { findExecutableInRoot, statInRoot } from './lookup.js';
+export { applyLayerOnThread } from './thread.js';

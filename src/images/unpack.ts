@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { applyLayer } from '../archive/index.js';
+import { applyLayerOnThread } from '../archive/index.js';
 import type { ContentStore } from '../content/store.js';
 import { BerthError, isBerthError } from '../errors.js';
 import type { EventPublisher } from '../events.js';
@@ -165,7 +165,7 @@ export class Unpacker {
       const key = `${EXTRACT_PREFIX}${randomBytes(6).toString('hex')}-${chainId}`;
       const mounts = await snapshotter.prepare(key, parent, { labels: { [EXTRACT_PID]: String(this.deps.pid) } });
       try {
-        const apply = async (dir: string) => applyLayer(dir, await open(), { compression, diffId, logger });
+        const apply = async (dir: string) => applyLayerOnThread(dir, await open(), { compression, diffId, logger });
         // A layer without parent is a plain directory (a bind mount): applying
         // into it directly saves a mount and an unmount; layers on top need
         // the overlay's merged view for whiteouts and copy-up.

@@ -17,6 +17,8 @@ interface Libc {
   syncfs: Fn;
   futimens: Fn;
   utimensat: Fn;
+  mount: Fn;
+  umount2: Fn;
 }
 
 let libc: Libc | undefined;
@@ -38,6 +40,8 @@ function load(): Libc {
     // struct timespec[2] passed as four longs: tv_sec and tv_nsec are both long on Linux's LP64 and classic ILP32 ABIs.
     futimens: c.func('int futimens(int fd, const void *times)'),
     utimensat: c.func('int utimensat(int dirfd, const char *path, const void *times, int flags)'),
+    mount: c.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+    umount2: c.func('int umount2(const char *target, int flags)'),
   };
   return libc;
 }
@@ -200,4 +204,30 @@ export async function syncfs(path: string): Promise<void> {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Runs `fn` with koffi's `.async` on a worker thread; resolves with its result and the errno it left. */
+function onWorker(fn: Fn, ...args: unknown[]): Promise<{ res: number; errno: number }> {
+  const c = load();
+  return new Promise((resolve, reject) =>
+    fn.async(...args, (err: unknown, res: number) => (err ? reject(err) : resolve({ res, errno: res === 0 ? 0 : c.koffi.errno() }))),
+  );
+}
+
+/**
+ * mount(2): `flags` are MS_* bits, `data` the filesystem's option string.
+ * On a worker thread: mounting can wait on the filesystem. A failure names
+ * the target and the errno; the caller adds what the kernel logged.
+ */
+export async function mount(source: string, target: string, fstype: string | null, flags: number, data: string | null): Promise<void> {
+  const c = load();
+  const { res, errno } = await onWorker(c.mount, source, target, fstype, flags, data);
+  if (res !== 0) throw fail('mount', errno, target, { source, fstype });
+}
+
+/** umount2(2) with MNT_* `flags` (MNT_DETACH = 2 for a lazy unmount). On a worker thread: an unmount may flush. */
+export async function umount2(target: string, flags: number): Promise<void> {
+  const c = load();
+  const { res, errno } = await onWorker(c.umount2, target, flags);
+  if (res !== 0) throw fail('umount2', errno, target);
 }

@@ -10,7 +10,7 @@ import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { MediaType, chainIds, sha256 } from '../../src/oci/index.js';
+import { MediaType, chainIds, sha256, type Digest } from '../../src/oci/index.js';
 import { assembleImage, busyboxImage, makeImage, makeLayer, rawBlob, type FixtureImage } from '../fixtures/images.js';
 import { openTestSystem, runBerth, startBerth } from '../helpers/berth.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/faultproxy.js';
@@ -90,6 +90,51 @@ describe('pull with unpack', () => {
       assert.equal(await readlink(join(out, 'swap')), 'etc');
       assert.equal((await stat(join(out, 'etc/keep'))).ino, (await stat(join(out, 'etc/keep-link'))).ino, 'hardlink to a lower file');
       for (const name of await readdir(out)) assert.ok(!name.startsWith('.wh.'), `whiteout ${name} leaked into the rootfs`);
+    }));
+
+  test('a hardlink to a lower file with other names: the overlay snapshot copies up one name, a plain directory keeps the group', () =>
+    withRoot(async (root) => {
+      // See applyLayer's contract: link(2) through an overlay copies the target up,
+      // so grp/c joins the copied-up grp/a while grp/b keeps the lower inode.
+      const img = await makeImage({
+        layers: [
+          [
+            { path: 'grp/', type: 'dir' },
+            { path: 'grp/a', content: 'shared\n', mode: 0o640 },
+            { path: 'grp/b', type: 'hardlink', linkname: 'grp/a' },
+          ],
+          [{ path: 'grp/c', type: 'hardlink', linkname: 'grp/a' }],
+        ],
+      });
+      await pushImage(reg.url, 'unpack/copy-up', 'v1', img);
+      const ref = `${reg.host}/unpack/copy-up:v1`;
+      const pull = await runBerth(root, ['image', 'pull', ref]);
+      assert.equal(pull.code, 0, pull.stderr);
+      const [lower, top] = chainIds(img.diffIds) as [Digest, Digest];
+      const inodes = async (dir: string) => {
+        const out: Record<string, number> = {};
+        for (const n of ['a', 'b', 'c']) {
+          const st = await lstat(join(dir, 'grp', n)).catch(() => undefined);
+          if (!st) continue;
+          assert.equal(await readFile(join(dir, 'grp', n), 'utf8'), 'shared\n', n);
+          assert.equal(st.mode & 0o7777, 0o640, n);
+          out[n] = st.ino;
+        }
+        return out;
+      };
+      const merged = await withSnapshotView(root, top, join(root, 'view-top'), inodes);
+      assert.deepEqual(Object.keys(merged).sort(), ['a', 'b', 'c']);
+      assert.equal(merged.a, merged.c, 'the new name shares the copied-up inode');
+      assert.notEqual(merged.a, merged.b, "the lower name keeps the lower layer's inode: the group splits");
+      const below = await withSnapshotView(root, lower, join(root, 'view-lower'), inodes);
+      assert.deepEqual(Object.keys(below).sort(), ['a', 'b'], 'the lower snapshot is untouched by the copy-up');
+      assert.equal(below.a, below.b);
+
+      const out = join(root, 'rootfs');
+      const unpack = await runBerth(root, ['image', 'unpack', ref, out]);
+      assert.equal(unpack.code, 0, unpack.stderr);
+      const plain = await inodes(out);
+      assert.ok(plain.a === plain.b && plain.b === plain.c, `one group in a plain directory: ${JSON.stringify(plain)}`);
     }));
 
   test('busybox: rootfs binary is bit-identical, bundle has config.json and rootfs', () =>

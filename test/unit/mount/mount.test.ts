@@ -49,6 +49,26 @@ describe('mount', () => {
     assert.equal(await readFile(join(src, 'f'), 'utf8'), 'source');
   });
 
+  it('turns flag options into mount(2) flags and passes the rest to the filesystem', async () => {
+    /** The per-mount options field (6th) of target's mountinfo line. */
+    const flagsOf = async (path: string) => (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === path)?.split(' ')[5]?.split(',') ?? [];
+    const bound = join(dir, 'flags-bind');
+    await mountAll([{ type: 'bind', source: src, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] }], bound);
+    assert.deepEqual((await flagsOf(bound)).filter((f) => ['ro', 'nosuid', 'nodev', 'noexec'].includes(f)).sort(), ['nodev', 'noexec', 'nosuid', 'ro']);
+    await unmount(bound);
+
+    const [lower, upper, work, merged] = ['fl-lower', 'fl-upper', 'fl-work', 'fl-merged'].map((n) => join(dir, n)) as [string, string, string, string];
+    for (const d of [lower, upper, work]) await mkdir(d);
+    await writeFile(join(lower, 'l'), 'lower');
+    // "ro" and "nodev" are flags; lowerdir, upperdir and workdir are overlay's data: a ro overlay with an upper mounts and refuses writes.
+    await mountAll([{ type: 'overlay', source: 'overlay', options: ['ro', 'nodev', `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`] }], merged);
+    assert.ok((await flagsOf(merged)).includes('ro') && (await flagsOf(merged)).includes('nodev'));
+    assert.equal(await readFile(join(merged, 'l'), 'utf8'), 'lower');
+    await assertErrno(writeFile(join(merged, 'new'), 'x'), 'EROFS');
+    await unmount(merged);
+    assert.equal(await inMountinfo(merged), false);
+  });
+
   it('unmounts a directory that is not mounted, or does not exist, without complaint', async () => {
     const plain = join(dir, 'plain');
     await mkdir(plain);
