@@ -70,7 +70,8 @@ function changeLine(c: Change): string {
     case 'pull':
       return `${SYMBOL.pull} pull ${c.image} (${c.reason})`;
     case 'create':
-      return `${SYMBOL.create} create ${c.name} (${c.container.image}@${shortDigest(c.digest)})`;
+      // No digest yet: a create still waiting for its image.
+      return `${SYMBOL.create} create ${c.name} (${c.container.image}${c.digest ? `@${shortDigest(c.digest)}` : ''})`;
     case 'replace':
     case 'update':
       return `${SYMBOL[c.action]} ${c.action} ${c.name}: ${c.reason}`;
