@@ -140,7 +140,8 @@ export function protection(result: LoadResult, prune: boolean): { prune: boolean
   };
 }
 
-export function renderReport(out: Output, report: ApplyReport): void {
+/** The report; `manifestErrors` (printed apart, on stderr) keep the summary from saying "converged". */
+export function renderReport(out: Output, report: ApplyReport, manifestErrors = 0): void {
   for (const s of report.steps) {
     const mark = s.ok ? 'ok  ' : s.skipped ? 'skip' : 'FAIL';
     out.write(`${mark} ${changeLine(s.change)}${s.ok ? ` (${s.durationMs} ms)` : ''}\n`);
@@ -149,7 +150,14 @@ export function renderReport(out: Output, report: ApplyReport): void {
   for (const c of report.plan.conflicts) out.write(`FAIL ! ${c.name}: ${c.message}\n`);
   for (const o of report.plan.orphans) out.write(`     orphan ${o}: no manifest declares it (--prune removes it)\n`);
   const failed = report.steps.filter((s) => !s.ok).length + report.plan.conflicts.length;
-  out.write(report.converged ? `converged: ${report.steps.length} changes applied\n` : `not converged: ${failed} of ${report.steps.length + report.plan.conflicts.length} failed\n`);
+  const bad = manifestErrors ? `; ${manifestErrors} manifest error${manifestErrors === 1 ? '' : 's'}, their objects left as they are` : '';
+  out.write(
+    report.converged && !manifestErrors
+      ? `converged: ${report.steps.length} changes applied\n`
+      : report.converged
+        ? `not converged: ${report.steps.length} changes applied${bad}\n`
+        : `not converged: ${failed} of ${report.steps.length + report.plan.conflicts.length} failed${bad}\n`,
+  );
 }
 
 const apply: Command = {
@@ -196,7 +204,7 @@ const apply: Command = {
         const { formatManifestError } = await import('../manifests/index.js');
         for (const e of errors) ctx.proc.stderr.write(formatManifestError(e) + '\n');
       }
-      renderReport(ctx.proc.stdout, report);
+      renderReport(ctx.proc.stdout, report, errors.length);
     }
     return report.converged && errors.length === 0 ? 0 : 1;
   },

@@ -220,6 +220,7 @@ describe('berth validate, plan, apply', () => {
       const applied = await expectExit(r.root, ['apply', '--prune', '-f', r.dir], 1);
       assert.ok(applied.stderr.includes(where), applied.stderr);
       assert.match(applied.stdout, /ok {3}\+ create more/);
+      assert.match(applied.stdout, /not converged: 1 changes applied; 1 manifest error, their objects left as they are/);
       const now = byName(await ps(r.root));
       assert.deepEqual([...now.keys()].sort(), ['good', 'more', 'svc']);
       assert.deepEqual([now.get('svc')!.id, now.get('svc')!.pid], [svc.id, svc.pid], 'svc untouched');
@@ -384,6 +385,28 @@ describe('berth daemon -f DIR', () => {
       const stopped = await d.stop();
       assert.equal(stopped.code, 0, describeResult(stopped));
       assert.ok((await running(['web'])) !== undefined, 'containers outlive the daemon');
+    });
+  });
+
+  test('a file that breaks under the daemon: its container survives the prune, the error shows in status', async () => {
+    await withRoot(async (r) => {
+      await writeManifests(r.dir, { 'web.yaml': containerYaml('web', { image: img.v1 }), 'svc.yaml': containerYaml('svc', { image: img.v1 }) });
+      const d = await startDaemonWith(r.root, mirror, ['-f', r.dir]);
+      r.daemons.push(d);
+      const first = await eventually('web and svc to run', async () => {
+        const m = byName(await ps(r.root));
+        return m.get('web')?.state === 'running' && m.get('svc')?.state === 'running' ? m : undefined;
+      }, 30_000, 250);
+      await writeManifests(r.dir, { 'svc.yaml': containerYaml('svc', { image: img.v1, restart: { policy: 'sometimes' } }) });
+      const st = await eventually('status to count the manifest error', async () => {
+        const s = JSON.parse((await berth(r.root, ['-o', 'json', 'status'])).stdout) as { lastReconcile: { manifestErrors: number } | null };
+        return s.lastReconcile?.manifestErrors === 1 ? s : undefined;
+      }, 30_000, 250);
+      assert.ok(st);
+      assert.equal(byName(await ps(r.root)).get('svc')?.id, first.get('svc')!.id, 'svc survived the prune');
+      const text = await expectExit(r.root, ['status'], 1);
+      assert.match(text.stdout, /1 manifest error/);
+      assert.match(d.stderr(), /svc\.yaml:\d+:\d+/);
     });
   });
 
