@@ -53,9 +53,10 @@ const daemon: Command = {
       let reported = '';
       const loadWatched = async (): Promise<Awaited<ReturnType<typeof loadDesired>>> => {
         const d = await loadDesired(files, prune);
-        const text = d.errors.map(formatManifestError).join('\n');
+        const lines = d.errors.map(formatManifestError);
+        const text = lines.join('\n');
         if (text !== reported) {
-          for (const e of d.errors) ctx.logger.warn('manifest error; its objects are left as they are', { error: formatManifestError(e) });
+          for (const error of lines) ctx.logger.warn('manifest error; its objects are left as they are', { error });
           if (!text) ctx.logger.info('manifests valid again');
           reported = text;
         }

@@ -150,14 +150,10 @@ export function renderReport(out: Output, report: ApplyReport, manifestErrors = 
   for (const c of report.plan.conflicts) out.write(`FAIL ! ${c.name}: ${c.message}\n`);
   for (const o of report.plan.orphans) out.write(`     orphan ${o}: no manifest declares it (--prune removes it)\n`);
   const failed = report.steps.filter((s) => !s.ok).length + report.plan.conflicts.length;
-  const bad = manifestErrors ? `; ${manifestErrors} manifest error${manifestErrors === 1 ? '' : 's'}, their objects left as they are` : '';
-  out.write(
-    report.converged && !manifestErrors
-      ? `converged: ${report.steps.length} changes applied\n`
-      : report.converged
-        ? `not converged: ${report.steps.length} changes applied${bad}\n`
-        : `not converged: ${failed} of ${report.steps.length + report.plan.conflicts.length} failed${bad}\n`,
-  );
+  const total = report.steps.length + report.plan.conflicts.length;
+  let summary = report.converged ? `${report.steps.length} changes applied` : `${failed} of ${total} failed`;
+  if (manifestErrors) summary += `; ${manifestErrors} manifest error${manifestErrors === 1 ? '' : 's'}, their objects left as they are`;
+  out.write(`${report.converged && !manifestErrors ? 'converged' : 'not converged'}: ${summary}\n`);
 }
 
 const apply: Command = {
