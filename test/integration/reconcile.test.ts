@@ -312,8 +312,9 @@ describe('berth validate, plan, apply', () => {
     const proxy = await startFaultProxy(reg.host);
     try {
       await withRoot(async (r) => {
-        // About 1 MB at 250 kB/s: the first apply holds the lock for a few seconds.
-        proxy.addFault({ kind: 'throttle', bytesPerSecond: 250_000, path: /\/blobs\//, times: 100 });
+        // About 1 MB at 120 kB/s: the first apply holds the lock for 8 s or more, time for
+        // the other two to start even on a loaded machine.
+        proxy.addFault({ kind: 'throttle', bytesPerSecond: 120_000, path: /\/blobs\//, times: 100 });
         const b = berthWith(await writeMirrorConfig(join(r.root, 'registries.yaml'), proxy.host));
         await writeManifests(r.dir, { 'web.yaml': containerYaml('web', { image: img.v1 }) });
         const args = ['--registry-config', join(r.root, 'registries.yaml'), 'apply', '-f', r.dir];
