@@ -48,10 +48,24 @@ const daemon: Command = {
       cleanup.push(() => supervisor.stop());
       const deps = await reconcileDeps(sys);
       let last: { report: ApplyReport; desired: Desired } | undefined;
+      // Manifest errors are logged when they change, not at every resync.
+      const { formatManifestError } = await import('../manifests/index.js');
+      let reported = '';
+      const loadWatched = async (): Promise<Awaited<ReturnType<typeof loadDesired>>> => {
+        const d = await loadDesired(files, prune);
+        const lines = d.errors.map(formatManifestError);
+        const text = lines.join('\n');
+        if (text !== reported) {
+          for (const error of lines) ctx.logger.warn('manifest error; its objects are left as they are', { error });
+          if (!text) ctx.logger.info('manifests valid again');
+          reported = text;
+        }
+        return d;
+      };
       // One controller serialises every run: the watch's, the resync's and the API's.
       const controller = new reconcile.Controller({
         reconcile: deps,
-        load: () => loadDesired(files, prune),
+        load: loadWatched,
         events: sys.events,
         logger: ctx.logger.child({ module: 'controller' }),
         resyncMs,
@@ -120,7 +134,7 @@ const status: Command = {
     positionals(ctx, 0, this.usage);
     const socket = join(ctx.globals.state, 'api.sock');
     const { callDaemon } = await import('../api/client.js');
-    type Status = { objects: import('../reconcile/status.js').ObjectStatus[] };
+    type Status = { objects: import('../reconcile/status.js').ObjectStatus[]; lastReconcile?: { converged: boolean; manifestErrors: number } | null };
     let st: Status | undefined = await callDaemon<Status>(socket, 'GET', '/status', undefined, 5000).catch(() => undefined);
     if (!st) {
       // No daemon: what the records and the runtime say.
@@ -141,7 +155,9 @@ const status: Command = {
         st.objects.map((o) => [o.kind, o.name, o.state, o.imageDigest ? shortDigest(o.imageDigest) : '-', String(o.restarts ?? '-'), cond(o, 'Ready'), cond(o, 'Progressing'), cond(o, 'Degraded'), o.lastError ?? '']),
       ),
     );
-    return st.objects.some((o) => o.conditions.some((c) => c.type === 'Degraded' && c.status)) ? 1 : 0;
+    const manifestErrors = st.lastReconcile?.manifestErrors ?? 0;
+    if (manifestErrors) ctx.proc.stdout.write(`${manifestErrors} manifest error${manifestErrors === 1 ? '' : 's'} in the daemon's last load (the daemon's log and berth validate -f DIR show them)\n`);
+    return manifestErrors || st.objects.some((o) => o.conditions.some((c) => c.type === 'Degraded' && c.status)) ? 1 : 0;
   },
 };
 

@@ -70,7 +70,8 @@ function changeLine(c: Change): string {
     case 'pull':
       return `${SYMBOL.pull} pull ${c.image} (${c.reason})`;
     case 'create':
-      return `${SYMBOL.create} create ${c.name} (${c.container.image}@${shortDigest(c.digest)})`;
+      // No digest yet: a create still waiting for its image.
+      return `${SYMBOL.create} create ${c.name} (${c.container.image}${c.digest ? `@${shortDigest(c.digest)}` : ''})`;
     case 'replace':
     case 'update':
       return `${SYMBOL[c.action]} ${c.action} ${c.name}: ${c.reason}`;
@@ -139,7 +140,8 @@ export function protection(result: LoadResult, prune: boolean): { prune: boolean
   };
 }
 
-export function renderReport(out: Output, report: ApplyReport): void {
+/** The report; `manifestErrors` (printed apart, on stderr) keep the summary from saying "converged". */
+export function renderReport(out: Output, report: ApplyReport, manifestErrors = 0): void {
   for (const s of report.steps) {
     const mark = s.ok ? 'ok  ' : s.skipped ? 'skip' : 'FAIL';
     out.write(`${mark} ${changeLine(s.change)}${s.ok ? ` (${s.durationMs} ms)` : ''}\n`);
@@ -148,7 +150,10 @@ export function renderReport(out: Output, report: ApplyReport): void {
   for (const c of report.plan.conflicts) out.write(`FAIL ! ${c.name}: ${c.message}\n`);
   for (const o of report.plan.orphans) out.write(`     orphan ${o}: no manifest declares it (--prune removes it)\n`);
   const failed = report.steps.filter((s) => !s.ok).length + report.plan.conflicts.length;
-  out.write(report.converged ? `converged: ${report.steps.length} changes applied\n` : `not converged: ${failed} of ${report.steps.length + report.plan.conflicts.length} failed\n`);
+  const total = report.steps.length + report.plan.conflicts.length;
+  let summary = report.converged ? `${report.steps.length} changes applied` : `${failed} of ${total} failed`;
+  if (manifestErrors) summary += `; ${manifestErrors} manifest error${manifestErrors === 1 ? '' : 's'}, their objects left as they are`;
+  out.write(`${report.converged && !manifestErrors ? 'converged' : 'not converged'}: ${summary}\n`);
 }
 
 const apply: Command = {
@@ -195,7 +200,7 @@ const apply: Command = {
         const { formatManifestError } = await import('../manifests/index.js');
         for (const e of errors) ctx.proc.stderr.write(formatManifestError(e) + '\n');
       }
-      renderReport(ctx.proc.stdout, report);
+      renderReport(ctx.proc.stdout, report, errors.length);
     }
     return report.converged && errors.length === 0 ? 0 : 1;
   },

@@ -83,7 +83,8 @@ export async function planFor(deps: ReconcileDeps, desired: DesiredState, opts: 
 export async function apply(deps: ReconcileDeps, desired: DesiredState, opts: PruneOptions): Promise<ApplyReport> {
   const planned = await planFor(deps, desired, opts);
   const steps: StepResult[] = [];
-  const failedImages = new Set<string>();
+  /** Image → how its pull failed. */
+  const failedImages = new Map<string, { code: ErrorCode; message: string }>();
 
   // Phase 1: pulls (what is missing, and pullPolicy Always refreshes), a few at a time.
   const platforms = new Map(desired.images.filter((i) => i.platform).map((i) => [deps.canonical(i.ref), i.platform!]));
@@ -93,7 +94,7 @@ export async function apply(deps: ReconcileDeps, desired: DesiredState, opts: Pr
     for (let c = queue.shift(); c; c = queue.shift()) {
       const platform = platforms.get(c.image);
       const r = await step(c, () => deps.images.pull(c.image, platform ? { platform } : {}));
-      if (!r.ok) failedImages.add(c.image);
+      if (!r.ok) failedImages.set(c.image, r.error ?? { code: 'INTERNAL', message: 'failed' });
       steps.push(r);
     }
   };
@@ -119,10 +120,14 @@ export async function apply(deps: ReconcileDeps, desired: DesiredState, opts: Pr
     if (!r.ok) failed.add(change.name);
     steps.push(r);
   }
-  // Containers still pending had an image that failed: say so once per container.
+  // Containers still pending had an image that failed: say so once per container,
+  // with the pull's error, so status shows why and the controller retries them
+  // exactly when it retries the pull.
   for (const name of final.pending) {
     const c = byName.get(name)!;
-    steps.push(skip({ action: 'create', name, container: c, reason: 'waiting for its image', digest: '' as Digest, specHash: '' }, 'UNAVAILABLE', `image ${deps.canonical(c.image)} could not be pulled`));
+    const image = deps.canonical(c.image);
+    const pull = failedImages.get(image);
+    steps.push(skip({ action: 'create', name, container: c, reason: 'waiting for its image', digest: '' as Digest, specHash: '' }, pull?.code ?? 'UNAVAILABLE', `image ${image} could not be pulled${pull ? `: ${pull.message}` : ''}`));
   }
   const converged = steps.every((s) => s.ok) && final.pending.length === 0 && final.conflicts.length === 0;
   return { plan: final, planned, steps, converged };
