@@ -69,9 +69,9 @@ const daemon: Command = {
         events: sys.events,
         logger: ctx.logger.child({ module: 'controller' }),
         resyncMs,
-        onReport: (report, desired) => {
+        onReport: (report, desired, durationMs) => {
           last = { report, desired };
-          metrics.reconciled(report.steps.reduce((n, s) => n + s.durationMs, 0), report.converged);
+          metrics.reconciled(durationMs, report.converged);
         },
       });
       if (files.length) {
@@ -109,6 +109,12 @@ const daemon: Command = {
           async reconcile(req) {
             const paths = req.paths?.length ? req.paths.map((p) => resolve(p)) : files;
             if (!paths.length) throw new BerthError('INVALID_ARGUMENT', 'this daemon watches no manifests; name them', { hint: 'berth apply -f PATH' });
+            // A daemon that keeps its own manifests converged would prune what other manifests made at its next run.
+            if (files.length && [...paths].sort().join('\0') !== [...files].sort().join('\0')) {
+              throw new BerthError('FAILED_PRECONDITION', `the daemon (pid ${ctx.proc.pid}) keeps ${files.join(', ')} converged; it does not apply other manifests`, {
+                hint: `edit the manifests under ${files.join(', ')}, or run berth apply -f ${files.join(' -f ')}`,
+              });
+            }
             const { report, desired } = await controller.runWith('api', () => loadDesired(paths, req.paths?.length ? (req.prune ?? false) : prune));
             return { ...report, manifestErrors: (desired as Awaited<ReturnType<typeof loadDesired>>).errors };
           },

@@ -30,7 +30,7 @@ export interface ControllerDeps {
   resyncMs?: number;
   /** Requests within this window are one run (default 100 ms). */
   debounceMs?: number;
-  onReport?: (report: ApplyReport, desired: Desired) => void;
+  onReport?: (report: ApplyReport, desired: Desired, durationMs: number) => void;
 }
 
 export const BACKOFF = { initialMs: 1000, maxMs: 5 * 60 * 1000 };
@@ -93,7 +93,7 @@ export class Controller {
       this.deps.events.publish({ type: 'reconcile.done', converged: report.converged, changes: report.steps.length, failed: failed.length, durationMs, trigger: reason });
       this.deps.logger.info('reconciled', { trigger: reason, converged: report.converged, changes: report.steps.length, failed: failed.length, durationMs });
       this.scheduleRetries(report);
-      this.deps.onReport?.(report, desired);
+      this.deps.onReport?.(report, desired, durationMs);
       return { report, desired };
     });
     this.running = next;
