@@ -377,9 +377,10 @@ describe('berth daemon -f DIR', () => {
       const other = join(r.root, 'other');
       await mkdir(other);
       await writeManifests(other, { 'ghost.yaml': containerYaml('ghost', { image: 'registry.demo/berth/busybox:9.9' }) });
-      const failed = await expectExit(r.root, ['apply', '-f', other], 1);
-      assert.match(failed.stdout, /FAIL ↓ pull registry\.demo\/berth\/busybox:9\.9/);
-      assert.match(d.stderr(), /reconciled .*trigger=api .*converged=false/);
+      // Other manifests are refused: the daemon's next run would prune what they made.
+      const refused = await expectExit(r.root, ['apply', '-f', other], 1);
+      assert.match(refused.stderr, /the daemon \(pid \d+\) keeps .* converged; it does not apply other manifests/);
+      assert.ok(!byName(await ps(r.root)).has('ghost'), 'nothing of the other manifests was created');
       const events = await storedEvents(r.root);
       assert.ok(events.some((e) => e.event.type === 'reconcile.done' && e.event.trigger === 'api'));
       assert.ok(events.some((e) => e.event.type === 'container.replaced' && e.event.name === 'web'));
