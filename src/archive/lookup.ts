@@ -8,17 +8,26 @@ import { cleanPath, RootScope } from './scope.js';
  * (the last component's too) evaluated relative to the root, never out of it.
  */
 
-/** The stat of what `path` names inside `root`, or undefined when it is missing (or a path runs through a file, or links loop). */
-export function statInRoot(root: string, path: string): Stats | undefined {
+/**
+ * The host path of what `path` names inside `root`, every symlink evaluated
+ * in scope, or undefined when something on the way is missing, a path runs
+ * through a file, or links loop. The path is inside the root.
+ */
+export function resolveInRoot(root: string, path: string): string | undefined {
   const scope = new RootScope(resolve(root));
-  let real: string | undefined;
   try {
-    real = scope.follow(cleanPath(path));
+    const real = scope.follow(cleanPath(path));
+    return real === undefined ? undefined : scope.abs(real);
   } catch (err) {
     if (err instanceof BerthError && err.code === 'CORRUPT') return undefined;
     throw err;
   }
-  return real === undefined ? undefined : statSync(scope.abs(real), { throwIfNoEntry: false });
+}
+
+/** The stat of what `path` names inside `root`, or undefined when it does not resolve (resolveInRoot). */
+export function statInRoot(root: string, path: string): Stats | undefined {
+  const abs = resolveInRoot(root, path);
+  return abs === undefined ? undefined : statSync(abs, { throwIfNoEntry: false });
 }
 
 /**

@@ -1,8 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { BerthError } from '../errors.js';
 import { errnoOf } from '../linux/index.js';
-import { cleanPath, RootScope } from './scope.js';
+import { resolveInRoot } from './lookup.js';
 
 /**
  * The content of the regular file at `path` inside `root`, with symlinks
@@ -12,17 +11,9 @@ import { cleanPath, RootScope } from './scope.js';
  * or not a regular file; TOO_LARGE above `maxBytes`.
  */
 export async function readFileInRoot(root: string, path: string, maxBytes: number): Promise<Buffer | undefined> {
-  const scope = new RootScope(resolve(root));
-  let real: string | undefined;
-  try {
-    real = scope.follow(cleanPath(path));
-  } catch (err) {
-    // A path through a file, or a symlink loop: there is no such file to read.
-    if (err instanceof BerthError && err.code === 'CORRUPT') return undefined;
-    throw err;
-  }
-  if (real === undefined) return undefined;
-  const abs = scope.abs(real);
+  // A path through a file, or a symlink loop, resolves to nothing: there is no such file to read.
+  const abs = resolveInRoot(root, path);
+  if (abs === undefined) return undefined;
   let fd: number;
   try {
     fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);

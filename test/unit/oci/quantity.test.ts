@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isBerthError } from '../../../src/errors.js';
+import { assertInvalid } from '../../helpers/errors.js';
 import { parseBytes, parseDuration } from '../../../src/oci/quantity.js';
 import * as runtime from '../../../src/runtime/index.js';
 
 const Ki = 1024;
 const Mi = Ki * 1024;
 const Gi = Mi * 1024;
-
-function assertInvalid(fn: () => unknown, message: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(isBerthError(err, 'INVALID_ARGUMENT'), `expected INVALID_ARGUMENT, got ${String(err)}`);
-    assert.equal(err.message, message);
-    assert.ok(err.hint);
-    return true;
-  });
-}
 
 describe('parseBytes', () => {
   const table: Array<[string, number]> = [

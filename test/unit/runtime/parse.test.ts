@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isBerthError } from '../../../src/errors.js';
+import { assertInvalid } from '../../helpers/errors.js';
 import { parseSignal, SIGNALS } from '../../../src/runtime/signals.js';
-
-function assertInvalid(fn: () => unknown, message: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(isBerthError(err, 'INVALID_ARGUMENT'), `expected INVALID_ARGUMENT, got ${String(err)}`);
-    assert.equal(err.message, message);
-    assert.ok(err.hint);
-    return true;
-  });
-}
 
 describe('parseSignal', () => {
   const table: Array<[string, number]> = [
