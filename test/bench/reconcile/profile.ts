@@ -5,7 +5,10 @@
  * so a native `open()` called from the runtime's state reads counts as
  * runtime, and yaml's lexer as manifest parsing. Samples are spread evenly
  * in time, so a part's share of samples is its share of the CPU time
- * profiled; `(idle)` is the main thread waiting (I/O, timers).
+ * profiled; `(idle)` is the main thread waiting (I/O, timers). A sample
+ * counts for the time until the next one, but at most four intervals: a
+ * longer gap is the thread not running (descheduled on a busy machine),
+ * reported apart instead of charged to whatever ran before it.
  */
 import { readFile } from 'node:fs/promises';
 
@@ -49,6 +52,8 @@ export interface ProfileSummary {
   startUs: number;
   /** From the profile's first sample to its last. */
   profiledMs: number;
+  /** Time between samples beyond four intervals: the thread did not run. */
+  gapsMs: number;
   parts: Part[];
   /** Functions with the most self time. */
   selfTop: Hotspot[];
@@ -113,7 +118,7 @@ function shortUrl(url: string): string {
 }
 
 /** Reads a profile and charges its samples to parts. */
-export async function summarizeProfile(file: string, top = 12): Promise<ProfileSummary> {
+export async function summarizeProfile(file: string, intervalUs: number, top = 12): Promise<ProfileSummary> {
   const p = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
@@ -135,10 +140,13 @@ export async function summarizeProfile(file: string, top = 12): Promise<ProfileS
   };
 
   let t = p.startTime;
+  let gapsMs = 0;
   for (let i = 0; i < p.samples.length; i++) {
     t += p.timeDeltas[i] ?? 0;
     // A sample's duration: until the next one (the last one: nothing is known after it).
-    const ms = (p.timeDeltas[i + 1] ?? 0) / 1000;
+    const untilNext = (p.timeDeltas[i + 1] ?? 0) / 1000;
+    const ms = Math.min(untilNext, (4 * intervalUs) / 1000);
+    gapsMs += untilNext - ms;
     const leaf = byId.get(p.samples[i]!);
     if (!leaf) continue;
     add(self, leaf.callFrame, ms);
@@ -163,6 +171,7 @@ export async function summarizeProfile(file: string, top = 12): Promise<ProfileS
   return {
     startUs: p.startTime,
     profiledMs: (p.endTime - p.startTime) / 1000,
+    gapsMs,
     parts: sorted(parts),
     selfTop: sorted(self).slice(0, top),
     berthTop: sorted(berth).slice(0, top),

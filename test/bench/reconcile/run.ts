@@ -67,6 +67,7 @@ const PLAN_TARGET_MS = 300;
 const EDIT_TARGET_MS = 1000;
 const FS_BYTES = 1 << 30;
 const EDIT_TIMEOUT_MS = 30_000;
+const PROFILE_INTERVAL_US = 250;
 const berthMain = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'main.js');
 const RUNC = '/usr/sbin/runc';
 const CONMON = '/usr/bin/conmon';
@@ -248,11 +249,11 @@ interface PlanProfile {
 async function profilePlan(b: Berth, dir: string, scratch: string): Promise<PlanProfile> {
   const profDir = await mkdtemp(join(scratch, 'prof-'));
   const start = process.hrtime.bigint();
-  const m = await measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '250', ...b.args('plan', '-f', dir)], { scratchDir: scratch });
+  const m = await measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', String(PROFILE_INTERVAL_US), ...b.args('plan', '-f', dir)], { scratchDir: scratch });
   if (m.code !== 0) throw failed('berth plan under --cpu-prof', m);
   const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error(`node --cpu-prof wrote no profile in ${profDir}`);
-  const summary = await summarizeProfile(join(profDir, file));
+  const summary = await summarizeProfile(join(profDir, file), PROFILE_INTERVAL_US);
 
   const out = join(scratch, 'strace.txt');
   await execFileP(STRACE, ['-f', '-c', '-o', out, process.execPath, ...b.args('plan', '-f', dir)]).catch((err: Error & { code?: number }) => {
@@ -597,8 +598,8 @@ function profileText(p: PlanProfile, f: (x: number | undefined, d?: number) => s
   const shown = s.parts.filter((x) => x.ms >= 5);
   const small = s.parts.filter((x) => x.ms < 5);
   return [
-    `where one converged plan's time goes (round 1; node --cpu-prof, 250 us interval; wall ${f(p.wallMs)} ms under the profiler):`,
-    `  spawn -> profiler start (node bootstrap) ${f(p.beforeProfileMs)} ms; profiled ${f(s.profiledMs)} ms; after it (exit) ${f(p.wallMs - p.beforeProfileMs - s.profiledMs)} ms`,
+    `where one converged plan's time goes (round 1; node --cpu-prof, ${PROFILE_INTERVAL_US} us interval; wall ${f(p.wallMs)} ms under the profiler):`,
+    `  spawn -> profiler start (node bootstrap) ${f(p.beforeProfileMs)} ms; profiled ${f(s.profiledMs)} ms, of which ${f(s.gapsMs)} ms the thread did not run (gaps between samples); after it (exit) ${f(p.wallMs - p.beforeProfileMs - s.profiledMs)} ms`,
     pad([
       ['part (innermost frame that names one)', 'ms', '%', 'first at', 'last at'],
       ...shown.map((x) => [x.part, f(x.ms), f((100 * x.ms) / cpu), f(x.firstMs), f(x.lastMs)]),
