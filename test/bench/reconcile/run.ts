@@ -469,11 +469,17 @@ async function editRound(b: Berth, ref: string, edits: number, cleanup: Cleanup)
       const value = `${i % 2 ? 'b' : 'a'}${i}`;
       const output = firstOutput(logDir, `started ${value}`, EDIT_TIMEOUT_MS);
       const oldId: string = view!.id;
+      output.seen.catch(() => {}); // awaited below; a failed write must not leave it unhandled
       const t0 = performance.timeOrigin + performance.now();
-      await write(value);
-      const printedAt = await output.seen.catch((err: Error) => {
-        throw new Error(`edit ${i} (EDIT=${value}): ${err.message}; daemon stderr: ${stderrTail.slice(-800)}`);
-      });
+      let printedAt: number;
+      try {
+        await write(value);
+        printedAt = await output.seen.catch((err: Error) => {
+          throw new Error(`edit ${i} (EDIT=${value}): ${err.message}; daemon stderr: ${stderrTail.slice(-800)}`);
+        });
+      } finally {
+        output.cancel();
+      }
       // berth records running just before (or about when) the process prints; one ps, then a few more if need be.
       const deadline = Date.now() + 5000;
       for (view = await current(); view?.id === oldId || view?.state !== 'running'; view = await current()) {
