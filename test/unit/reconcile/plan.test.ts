@@ -96,7 +96,7 @@ describe('plan', () => {
 
   for (const [what, change, path] of [
     ['labels', { labels: { app: 'shop' } }, 'labels.app'],
-    ['the restart policy', { restart: { policy: 'always', initialMs: 1000, maxMs: 60_000 } }, 'restart.policy'],
+    ['the restart policy', { restart: { policy: 'never', initialMs: 1000, maxMs: 60_000 } }, 'restart.policy'],
     ['the stop timeout', { stopTimeoutMs: 30_000 }, 'stopTimeoutMs'],
     ['the stop signal', { config: { stopSignal: 'SIGINT' } }, 'config.stopSignal'],
   ] as const) {
