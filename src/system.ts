@@ -61,8 +61,8 @@ export interface System {
   containers(): Promise<ContainerService>;
   /** The image a container runs, resolved to a stored, unpacked image. */
   readonly imageSource: ImageSource;
-  /** Resolves when every event published so far is in the event log. */
-  eventsStored(): Promise<void>;
+  /** Calls fn whenever a batch of events was stored in the event log; returns a function that stops. */
+  onEventsStored(fn: () => void): () => void;
   close(): Promise<void>;
 }
 
@@ -190,7 +190,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     imageSource,
     runtime: getRuntime,
     containers: getContainers,
-    eventsStored: () => recorder.flush(),
+    onEventsStored: (fn) => recorder.onStored(fn),
     async close() {
       await recorder.stop();
       if (resolver) await (await resolver).close();

@@ -100,7 +100,8 @@ const daemon: Command = {
             return { objects: reconcile.statusOf(views, last?.desired.desired, last?.report, images, deps.canonical), lastReconcile: last ? { converged: last.report.converged, manifestErrors: last.desired.manifestErrors } : null };
           },
           events: (since) => sys.metadata.events.since(since),
-          onEvents: (fn) => sys.events.subscribe(() => void sys.eventsStored().then(fn)),
+          // Streams read the log once a batch is in it (events are stored in batches, not as they are published).
+          onEvents: (fn) => sys.onEventsStored(fn),
           async metrics() {
             const byState: Record<string, number> = {};
             for (const v of await service.list()) byState[v.state] = (byState[v.state] ?? 0) + 1;

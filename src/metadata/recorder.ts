@@ -17,6 +17,8 @@ const TRANSIENT: ReadonlySet<BerthEvent['type']> = new Set(['pull.layer.start', 
 export interface EventRecorder {
   /** Resolves when everything published so far is stored. */
   flush(): Promise<void>;
+  /** Calls fn after each batch is stored (readers of the log, such as an event stream, read then); returns a function that stops. */
+  onStored(fn: () => void): () => void;
   stop(): Promise<void>;
 }
 
@@ -24,6 +26,7 @@ export function recordEvents(bus: EventBus, log: EventLog, logger: Logger, flush
   let pending: BerthEvent[] = [];
   let timer: NodeJS.Timeout | undefined;
   let writing: Promise<void> = Promise.resolve();
+  const listeners = new Set<() => void>();
   const write = (): void => {
     clearTimeout(timer);
     timer = undefined;
@@ -32,7 +35,9 @@ export function recordEvents(bus: EventBus, log: EventLog, logger: Logger, flush
     pending = [];
     writing = writing.then(() =>
       log.append(batch).then(
-        () => {},
+        () => {
+          for (const fn of listeners) fn();
+        },
         (err: Error) => logger.warn('events could not be stored', { count: batch.length, error: err.message }),
       ),
     );
@@ -48,6 +53,10 @@ export function recordEvents(bus: EventBus, log: EventLog, logger: Logger, flush
   };
   return {
     flush,
+    onStored(fn) {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
     async stop() {
       unsubscribe();
       await flush();
