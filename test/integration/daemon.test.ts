@@ -180,9 +180,11 @@ describe('berth daemon', () => {
       assert.deepEqual([steadyDown.state, steadyDown.pid], ['running', steady.pid]);
 
       daemons.push(await startDaemon(root));
+      // Restarted: counted, running, and its start in the event log (events are stored in batches).
       const after = await eventually('brief to be restarted by the new daemon', async () => {
         const v = await psOne(root, 'brief');
-        return v.restarts >= 1 ? v : undefined;
+        const stored = (await storedEvents(root)).filter((e) => e.seq > seqAtKill);
+        return v.restarts >= 1 && eventsOf(stored, 'container.started', 'brief').length >= 1 ? v : undefined;
       }, 30_000, 250);
       assert.ok(after.restarts >= 1);
       const events = (await storedEvents(root)).filter((e) => e.seq > seqAtKill);
