@@ -28,3 +28,14 @@ export function pad(cells: string[][]): string {
   const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
   return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
 }
+
+/** Runs a benchmark's main and turns its result (or its failure, named after the bench) into the exit code. */
+export function runBench(name: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => (process.exitCode = code),
+    (err: Error) => {
+      console.error(`bench:${name}: ${err.message}`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -31,7 +31,7 @@ import { benchLayers, DEFAULT_CACHE_DIR, GZIP_LEVEL } from '../common/layers.js'
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
-import { failed, mib, pad, positiveInt } from '../common/report.js';
+import { failed, mib, pad, positiveInt, runBench } from '../common/report.js';
 
 const CONTENDERS = ['berth', 'curl', 'ctr'] as const;
 type Contender = (typeof CONTENDERS)[number];
@@ -395,10 +395,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => (process.exitCode = code),
-  (err: Error) => {
-    console.error(`bench:pull: ${err.message}`);
-    process.exitCode = 1;
-  },
-);
+runBench('pull', main);

@@ -55,7 +55,7 @@ import { startRegistry } from '../../helpers/registry.js';
 import { Cleanup } from '../common/cleanup.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { processesOf } from '../common/procs.js';
-import { failed, pad, positiveInt } from '../common/report.js';
+import { failed, pad, positiveInt, runBench } from '../common/report.js';
 import { max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
@@ -695,10 +695,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => (process.exitCode = code),
-  (err: Error) => {
-    console.error(`bench:reconcile: ${err.message}`);
-    process.exitCode = 1;
-  },
-);
+runBench('reconcile', main);

@@ -41,7 +41,7 @@ import { Cleanup } from '../common/cleanup.js';
 import { CONTAINERD, CONTAINERD_SHIM, CTR, startContainerd, type Containerd } from '../common/containerd.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { memoryOf, mountsUnder, processesOf, vmRSSKiB } from '../common/procs.js';
-import { failed, pad, positiveInt } from '../common/report.js';
+import { failed, pad, positiveInt, runBench } from '../common/report.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
 
@@ -558,10 +558,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => (process.exitCode = code),
-  (err: Error) => {
-    console.error(`bench:run: ${err.message}`);
-    process.exitCode = 1;
-  },
-);
+runBench('run', main);

@@ -48,7 +48,7 @@ import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measur
 import { smallFilesLayer } from '../common/smallfiles.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
-import { failed, mib, pad, positiveInt } from '../common/report.js';
+import { failed, mib, pad, positiveInt, runBench } from '../common/report.js';
 
 const execFileP = promisify(execFile);
 
@@ -516,10 +516,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => (process.exitCode = code),
-  (err: Error) => {
-    console.error(`bench:unpack: ${err.message}`);
-    process.exitCode = 1;
-  },
-);
+runBench('unpack', main);
