@@ -1,19 +1,21 @@
 import { readFileSync } from 'node:fs';
-import { Ajv, type AnySchemaObject, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { AnySchemaObject, ErrorObject, ValidateFunction } from 'ajv';
 import { BerthError } from '../errors.js';
 import { joinPointer, pointerSegments, type Anchor } from './position.js';
+import * as generated from './validators.generated.js';
 
 /**
  * The JSON Schemas of schemas/ (one per kind, the truth about what a manifest
- * may say) compiled with ajv in strict mode, and ajv's findings turned into
- * plain English with a hint each. Knows nothing of files or YAML: it gets a
- * parsed value and returns problems at JSON pointers.
+ * may say), checked by the code ajv compiled from them in strict mode at build
+ * time (compile.ts), and ajv's findings turned into plain English with a hint
+ * each. Knows nothing of files or YAML: it gets a parsed value and returns
+ * problems at JSON pointers.
  */
 
 export const KINDS = ['Container', 'Image'] as const;
 export type Kind = (typeof KINDS)[number];
 
-const SCHEMA_FILES: Readonly<Record<Kind, string>> = { Container: 'container.schema.json', Image: 'image.schema.json' };
+export const SCHEMA_FILES: Readonly<Record<Kind, string>> = { Container: 'container.schema.json', Image: 'image.schema.json' };
 
 /** schemas/ at the top of the package; this file is compiled to dist/src/manifests/. */
 export const SCHEMA_DIRECTORY = new URL('../../../schemas/', import.meta.url);
@@ -34,11 +36,6 @@ interface Compiled {
 
 let compiled: Map<Kind, Compiled> | undefined;
 
-/** An ajv instance with berth's options: every error, strict schemas, union types for "256Mi" or 268435456, discriminated mounts. */
-export function newAjv(): Ajv {
-  return new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, discriminator: true, verbose: true });
-}
-
 export function readSchema(file: string): AnySchemaObject {
   const url = new URL(file, SCHEMA_DIRECTORY);
   try {
@@ -53,11 +50,8 @@ export function readSchema(file: string): AnySchemaObject {
 
 function validators(): Map<Kind, Compiled> {
   if (!compiled) {
-    const ajv = newAjv();
-    compiled = new Map(KINDS.map((kind) => {
-      const schema = readSchema(SCHEMA_FILES[kind]);
-      return [kind, { validate: ajv.compile(schema), schema }];
-    }));
+    // The schema itself is read for the descriptions and field lists that errors quote.
+    compiled = new Map(KINDS.map((kind) => [kind, { validate: (generated as Record<Kind, ValidateFunction>)[kind], schema: readSchema(SCHEMA_FILES[kind]) }]));
   }
   return compiled;
 }

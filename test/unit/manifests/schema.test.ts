@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { AnySchemaObject } from 'ajv';
 import { parseManifests } from '../../../src/manifests/index.js';
-import { editDistance, newAjv, readSchema, SCHEMA_DIRECTORY, subjectOf, suggest } from '../../../src/manifests/schema.js';
+import { GENERATED_FILE, generateValidators, newAjv } from '../../../src/manifests/compile.js';
+import { editDistance, readSchema, SCHEMA_DIRECTORY, subjectOf, suggest } from '../../../src/manifests/schema.js';
 
 const files = readdirSync(fileURLToPath(SCHEMA_DIRECTORY)).filter((f) => f.endsWith('.schema.json')).sort();
 const schemas = new Map(files.map((f) => [f, readSchema(f)]));
@@ -54,6 +55,11 @@ describe('the schemas in schemas/', () => {
       }
     });
   }
+
+  it(`are what ${GENERATED_FILE} was generated from (else run: npm run schemas)`, () => {
+    const source = new URL(`../../../../src/manifests/${GENERATED_FILE}`, import.meta.url);
+    assert.ok(readFileSync(source, 'utf8') === generateValidators(), `src/manifests/${GENERATED_FILE} is stale: run npm run schemas`);
+  });
 
   it('accept the example of DESIGN.md, and the combined schema dispatches on kind', () => {
     const text = [
