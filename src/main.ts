@@ -1,8 +1,13 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS BERTH_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node
 /**
  * berth's entry point: hands argv, the environment and the streams to the
  * CLI and turns its result into the exit code. The only place besides cli/
  * that touches `process`.
+ *
+ * The first line moves NODE_EXTRA_CA_CERTS aside: node parses that file
+ * when it starts (80 ms of every command where it names the system bundle,
+ * as on Debian CI hosts), before any code runs. berth reads it only when it
+ * opens a registry connection (remotes/hosts.ts), with the same meaning.
  */
 import { constants as osConstants, homedir } from 'node:os';
 import { runCli } from './cli/run.js';

@@ -31,6 +31,8 @@ export interface SystemOptions {
   events?: EventBus;
   /** k3s-style registries.yaml; absent = defaults (plain HTTP only for loopback). */
   registryConfig?: string | undefined;
+  /** PEM file trusted next to the system roots for registries without a ca_file of their own. */
+  extraCAFile?: string | undefined;
   /** Directory holding Docker's config.json. */
   dockerConfig?: string | undefined;
   hostPlatform: Platform;
@@ -103,7 +105,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     (resolver ??= (async () => {
       const remotes = await import('./remotes/index.js');
       return new remotes.RegistryResolver({
-        hosts: await remotes.loadRegistryHosts(opts.registryConfig),
+        hosts: await remotes.loadRegistryHosts(opts.registryConfig, { extraCAFile: opts.extraCAFile }),
         credentials: opts.dockerConfig ? new remotes.DockerConfigCredentials(opts.dockerConfig, { logger }) : remotes.noCredentials,
         logger: logger.child({ module: 'remotes' }),
         events,

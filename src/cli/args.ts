@@ -17,6 +17,8 @@ export interface GlobalOptions {
   output: 'text' | 'json';
   registryConfig: string | undefined;
   dockerConfig: string;
+  /** NODE_EXTRA_CA_CERTS as the launcher (main.ts's first line) passed it on: certificates trusted next to the system roots. */
+  extraCAFile: string | undefined;
 }
 
 export const globalOptionSpec: OptionSpec = {
@@ -94,5 +96,6 @@ export function resolveGlobals(values: ParsedLine['values'], env: Record<string,
     output,
     registryConfig: str('registry-config') ?? env.BERTH_REGISTRY_CONFIG,
     dockerConfig: env.DOCKER_CONFIG ?? `${home}/.docker`,
+    extraCAFile: env.BERTH_EXTRA_CA_CERTS || undefined,
   };
 }

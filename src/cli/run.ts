@@ -83,6 +83,7 @@ export async function runCli(argv: string[], proc: ProcessInfo): Promise<number>
           state: globals.state,
           logger,
           registryConfig: globals.registryConfig,
+          extraCAFile: globals.extraCAFile,
           dockerConfig: globals.dockerConfig,
           hostPlatform: proc.hostPlatform,
           pid: proc.pid,

@@ -1,6 +1,6 @@
 import { connect as netConnect, isIP, type OnReadOpts, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
 import { BerthError } from '../errors.js';
 
 /**
@@ -24,10 +24,26 @@ import { BerthError } from '../errors.js';
 export type Headers = Record<string, string>;
 
 export interface TLSSettings {
-  ca?: Buffer[];
+  ca?: ReadonlyArray<string | Buffer>;
   cert?: Buffer;
   key?: Buffer;
   insecureSkipVerify?: boolean;
+}
+
+/**
+ * TLS contexts by CA list. Passing `ca` to tls.connect parses every
+ * certificate again for each connection (~150 for the system roots plus
+ * NODE_EXTRA_CA_CERTS); one context per list, made on first use, is reused.
+ * A client certificate gets a context per connection, as before.
+ */
+const contexts = new WeakMap<ReadonlyArray<string | Buffer>, SecureContext>();
+
+function caOptions(tls: TLSSettings | undefined): { secureContext: SecureContext } | { ca: Array<string | Buffer> } | Record<string, never> {
+  if (!tls?.ca) return {};
+  if (tls.cert || tls.key) return { ca: [...tls.ca] };
+  let context = contexts.get(tls.ca);
+  if (!context) contexts.set(tls.ca, (context = createSecureContext({ ca: [...tls.ca] })));
+  return { secureContext: context };
 }
 
 /** Connection-owned buffer for response heads, chunk framing and reads while no caller buffer waits. */
@@ -210,7 +226,7 @@ export class Connection {
         host,
         port,
         ...(isIP(host) ? {} : { servername: host }),
-        ...(tls?.ca ? { ca: tls.ca } : {}),
+        ...caOptions(tls),
         ...(tls?.cert ? { cert: tls.cert } : {}),
         ...(tls?.key ? { key: tls.key } : {}),
         rejectUnauthorized: !tls?.insecureSkipVerify,

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { BerthError } from '../errors.js';
 import { registryHost } from '../oci/reference.js';
 import type { Credentials } from './credentials.js';
@@ -36,7 +37,7 @@ export interface RegistryEndpoint {
   /** Path before /v2 ("/prefix"); empty or absent for the root. */
   pathPrefix?: string;
   /** CA certificates trusted for this endpoint (replaces the system roots, as ca_file does in containerd). */
-  ca?: Buffer[];
+  ca?: ReadonlyArray<string | Buffer>;
   /** Client certificate and key for mutual TLS. */
   cert?: Buffer;
   key?: Buffer;
@@ -64,7 +65,7 @@ export function isLoopbackHost(host: string): boolean {
 
 interface EndpointConfig {
   auth?: Credentials;
-  ca?: Buffer[];
+  ca?: ReadonlyArray<string | Buffer>;
   cert?: Buffer;
   key?: Buffer;
   insecureSkipVerify?: boolean;
@@ -75,11 +76,28 @@ interface MirrorConfig {
   rewrites: PathRewrite[];
 }
 
+/** Options that come from the process, not from registries.yaml. */
+export interface HostsOptions {
+  /**
+   * PEM certificates trusted for every https endpoint without a ca_file of
+   * its own, next to the system roots: NODE_EXTRA_CA_CERTS, which berth's
+   * launcher moves aside (node parses that file at start-up, 80 ms on every
+   * command even when no TLS is ever spoken) and berth reads only here.
+   */
+  extraCA?: Buffer | undefined;
+}
+
 class ConfiguredHosts implements RegistryHosts {
+  /** The system roots plus the extra certificates, one array for all endpoints, so connections can share one TLS context. */
+  private readonly defaultCA: ReadonlyArray<string | Buffer> | undefined;
+
   constructor(
     private readonly mirrors: Map<string, MirrorConfig>,
     private readonly configs: Map<string, EndpointConfig>,
-  ) {}
+    opts: HostsOptions = {},
+  ) {
+    this.defaultCA = opts.extraCA?.length ? [...rootCertificates, opts.extraCA] : undefined;
+  }
 
   endpoints(domain: string): RegistryEndpoint[] {
     const upstreamHost = registryHost(domain);
@@ -91,7 +109,7 @@ class ConfiguredHosts implements RegistryHosts {
       upstreamListed ||= isUpstream && m.pathPrefix === '';
       const cfg = this.configs.get(m.host) ?? (isUpstream ? this.configs.get(domain) : undefined) ?? this.configs.get('*');
       out.push({
-        ...cfg,
+        ...this.withDefaultCA(cfg),
         scheme: m.scheme,
         host: m.host,
         ...(m.pathPrefix ? { pathPrefix: m.pathPrefix } : {}),
@@ -103,15 +121,20 @@ class ConfiguredHosts implements RegistryHosts {
       const cfg = this.configs.get(upstreamHost) ?? this.configs.get(domain) ?? this.configs.get('*');
       const tlsConfigured = cfg !== undefined && (cfg.ca !== undefined || cfg.cert !== undefined || cfg.insecureSkipVerify !== undefined);
       const scheme = isLoopbackHost(upstreamHost) && !tlsConfigured ? 'http' : 'https';
-      out.push({ ...cfg, scheme, host: upstreamHost, isMirror: false });
+      out.push({ ...this.withDefaultCA(cfg), scheme, host: upstreamHost, isMirror: false });
     }
     return out;
+  }
+
+  /** A ca_file replaces the roots and the extra certificates (as it does in node and containerd). */
+  private withDefaultCA(cfg: EndpointConfig | undefined): EndpointConfig | undefined {
+    return this.defaultCA && !cfg?.ca ? { ...cfg, ca: this.defaultCA } : cfg;
   }
 }
 
 /** No mirrors, no configs: every domain is served by its own registry. */
-export function defaultRegistryHosts(): RegistryHosts {
-  return new ConfiguredHosts(new Map(), new Map());
+export function defaultRegistryHosts(opts: HostsOptions = {}): RegistryHosts {
+  return new ConfiguredHosts(new Map(), new Map(), opts);
 }
 
 /**
@@ -120,19 +143,21 @@ export function defaultRegistryHosts(): RegistryHosts {
  * the problem. Files it names (ca_file...) are read now, relative paths
  * against the file's directory.
  */
-export async function loadRegistryHosts(path: string = DEFAULT_REGISTRIES_FILE): Promise<RegistryHosts> {
+export async function loadRegistryHosts(path: string = DEFAULT_REGISTRIES_FILE, opts: { extraCAFile?: string | undefined } = {}): Promise<RegistryHosts> {
+  // As node does with NODE_EXTRA_CA_CERTS: a file that cannot be read adds nothing.
+  const extraCA = opts.extraCAFile ? await readFile(opts.extraCAFile).catch(() => undefined) : undefined;
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return defaultRegistryHosts();
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return defaultRegistryHosts({ extraCA });
     throw new BerthError('INVALID_ARGUMENT', `cannot read registry config ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
   }
-  return parseRegistryHosts(text, path);
+  return parseRegistryHosts(text, path, { extraCA });
 }
 
 /** Parses registries.yaml text; `file` names it in errors and anchors relative paths. */
-export async function parseRegistryHosts(text: string, file: string): Promise<RegistryHosts> {
+export async function parseRegistryHosts(text: string, file: string, opts: HostsOptions = {}): Promise<RegistryHosts> {
   const bad = (problem: string) =>
     new BerthError('INVALID_ARGUMENT', `registry config ${file}: ${problem}`, {
       hint: 'see the k3s registries.yaml format: top-level "mirrors" and "configs" maps',
@@ -151,7 +176,7 @@ export async function parseRegistryHosts(text: string, file: string): Promise<Re
     const at = lines.linePos(err.pos[0]);
     throw bad(`YAML error at line ${at.line}, column ${at.col} (${err.code})`);
   }
-  if (doc === null || doc === undefined) return defaultRegistryHosts();
+  if (doc === null || doc === undefined) return defaultRegistryHosts(opts);
   const top = asMap(doc, 'the document', bad);
   for (const key of Object.keys(top)) {
     if (key !== 'mirrors' && key !== 'configs') throw bad(`unknown top-level key ${JSON.stringify(key)} (expected "mirrors" or "configs")`);
@@ -213,7 +238,7 @@ export async function parseRegistryHosts(text: string, file: string): Promise<Re
     }
     configs.set(host, cfg);
   }
-  return new ConfiguredHosts(mirrors, configs);
+  return new ConfiguredHosts(mirrors, configs, opts);
 }
 
 type Bad = (problem: string) => BerthError;

@@ -19,11 +19,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRegistry } from '../../helpers/registry.js';
+import { berthBin, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { CTR, startContainerd } from '../common/containerd.js';
 import { benchImage, pushBenchImage, type BenchImage } from '../common/image.js';
@@ -41,7 +41,6 @@ const PARALLEL = 3;
 const REPO = 'bench/big';
 const TAG = '1';
 const TARGETS = { vsCtr: 1.0, vsCurl: 1.3, rssMB: 150 };
-const berthMain = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'main.js');
 
 interface Options {
   rounds: number;
@@ -149,11 +148,11 @@ async function checkBlobs(image: BenchImage, pathOf: (digest: string) => string,
 async function runBerth(ctx: Context): Promise<Sample> {
   const global = ['--root', join(ctx.dest, 'root'), '--state', join(ctx.dest, 'state')];
   const env = { ...process.env, DOCKER_CONFIG: join(ctx.dest, 'docker') };
-  const m = await measure(process.execPath, [berthMain, ...global, 'image', 'pull', '--no-unpack', ctx.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
+  const m = await measure(berthBin(), [...global, 'image', 'pull', '--no-unpack', ctx.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
   if (m.code !== 0) throw failed(`berth image pull ${ctx.ref}`, m);
   await checkBlobs(ctx.image, (d) => join(ctx.dest, 'root', 'content', 'blobs', 'sha256', d.slice('sha256:'.length)), ctx.first, 'berth');
   if (ctx.first) {
-    const v = await measure(process.execPath, [berthMain, ...global, 'content', 'verify'], { scratchDir: ctx.scratch, env, captureStdout: true });
+    const v = await measure(berthBin(), [...global, 'content', 'verify'], { scratchDir: ctx.scratch, env, captureStdout: true });
     if (v.code !== 0) throw failed('berth content verify', v);
   }
   return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB };

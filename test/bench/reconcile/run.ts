@@ -45,13 +45,13 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, watch } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { busyboxImage } from '../../fixtures/images.js';
 import { openTestSystem } from '../../helpers/berth.js';
 import { pushImage } from '../../helpers/push.js';
 import { startRegistry } from '../../helpers/registry.js';
+import { berthBin, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { processesOf } from '../common/procs.js';
@@ -68,7 +68,6 @@ const EDIT_TARGET_MS = 1000;
 const FS_BYTES = 1 << 30;
 const EDIT_TIMEOUT_MS = 30_000;
 const PROFILE_INTERVAL_US = 250;
-const berthMain = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'main.js');
 const RUNC = '/usr/sbin/runc';
 const CONMON = '/usr/bin/conmon';
 const STRACE = '/usr/bin/strace';
@@ -132,13 +131,13 @@ class Berth {
   }
 
   args(...args: string[]): string[] {
-    return [berthMain, '--root', this.root, '--state', join(this.dir, 'run'), ...args];
+    return ['--root', this.root, '--state', join(this.dir, 'run'), ...args];
   }
 
   /** Runs to completion, untimed; stdout, or an error naming the command and its stderr. */
   async run(...args: string[]): Promise<string> {
     try {
-      return (await execFileP(process.execPath, this.args(...args), { maxBuffer: 64 << 20 })).stdout;
+      return (await execFileP(berthBin(), this.args(...args), { maxBuffer: 64 << 20 })).stdout;
     } catch (err) {
       const e = err as Error & { stderr?: string; code?: number };
       throw new Error(`berth ${args.join(' ')} exited ${e.code}: ${(e.stderr ?? '').trim().split('\n').slice(-5).join(' | ') || e.message}`);
@@ -212,10 +211,10 @@ async function planRound(b: Berth, ref: string, n: number, runs: number, timed: 
     return out;
   };
   const nodeMs = await repeat(() => timed(node, ['-e', '0'], 'node -e 0', 0));
-  const validateMs = await repeat(() => timed(node, b.args('validate', '-f', dir), 'berth validate', 0));
+  const validateMs = await repeat(() => timed(berthBin(), b.args('validate', '-f', dir), 'berth validate', 0));
   // The first command on an empty root creates the store: untimed, so every timed run opens an existing one.
-  await timed(node, b.args('plan', '-f', dir), 'berth plan (empty store, first)', 2);
-  const planEmptyMs = await repeat(() => timed(node, b.args('plan', '-f', dir), 'berth plan (empty store)', 2));
+  await timed(berthBin(), b.args('plan', '-f', dir), 'berth plan (empty store, first)', 2);
+  const planEmptyMs = await repeat(() => timed(berthBin(), b.args('plan', '-f', dir), 'berth plan (empty store)', 2));
 
   const t = process.hrtime.bigint();
   await b.run('apply', '-f', dir);
@@ -228,7 +227,7 @@ async function planRound(b: Berth, ref: string, n: number, runs: number, timed: 
   const planMs: number[] = [];
   const planPeakRssKiB: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const m = await timedM(node, b.args('plan', '-f', dir));
+    const m = await timedM(berthBin(), b.args('plan', '-f', dir));
     if (m.code !== 0) throw failed('berth plan (converged; expected exit 0, nothing to do)', m);
     planMs.push(m.wallMs);
     planPeakRssKiB.push(m.peakRssKiB);
@@ -249,14 +248,17 @@ interface PlanProfile {
 async function profilePlan(b: Berth, dir: string, scratch: string): Promise<PlanProfile> {
   const profDir = await mkdtemp(join(scratch, 'prof-'));
   const start = process.hrtime.bigint();
-  const m = await measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', String(PROFILE_INTERVAL_US), ...b.args('plan', '-f', dir)], { scratchDir: scratch });
+  // node's own flags need node on the command line: the environment is made as berth's first line makes it.
+  const { NODE_EXTRA_CA_CERTS: extraCA, ...rest } = process.env;
+  const env = { ...rest, BERTH_EXTRA_CA_CERTS: extraCA ?? '' };
+  const m = await measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', String(PROFILE_INTERVAL_US), berthMain, ...b.args('plan', '-f', dir)], { scratchDir: scratch, env });
   if (m.code !== 0) throw failed('berth plan under --cpu-prof', m);
   const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error(`node --cpu-prof wrote no profile in ${profDir}`);
   const summary = await summarizeProfile(join(profDir, file), PROFILE_INTERVAL_US);
 
   const out = join(scratch, 'strace.txt');
-  await execFileP(STRACE, ['-f', '-c', '-o', out, process.execPath, ...b.args('plan', '-f', dir)]).catch((err: Error & { code?: number }) => {
+  await execFileP(STRACE, ['-f', '-c', '-o', out, berthBin(), ...b.args('plan', '-f', dir)]).catch((err: Error & { code?: number }) => {
     if (err.code !== 0) throw new Error(`strace -f -c berth plan failed: ${err.message}`);
   });
   const rows = (await readFile(out, 'utf8')).split('\n').map((l) => l.trim().split(/\s+/));
@@ -429,7 +431,7 @@ async function editRound(b: Berth, ref: string, edits: number, cleanup: Cleanup)
   await mkdir(logDir, { recursive: true });
 
   const logs: DaemonLog[] = [];
-  const daemon: ChildProcess = spawn(process.execPath, b.args('-o', 'json', '--log-level', 'debug', 'daemon', '-f', dir), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon: ChildProcess = spawn(berthBin(), b.args('-o', 'json', '--log-level', 'debug', 'daemon', '-f', dir), { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((r) => daemon.once('exit', () => r()));
   const stopDaemon = cleanup.defer('stop the daemon', async () => {
     if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGTERM');

@@ -31,12 +31,12 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { busyboxImage } from '../../fixtures/images.js';
 import { pushImage } from '../../helpers/push.js';
 import { startRegistry } from '../../helpers/registry.js';
+import { berthBin, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { CONTAINERD, CONTAINERD_SHIM, CTR, startContainerd, type Containerd } from '../common/containerd.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
@@ -53,7 +53,6 @@ const TAG = '1';
 /** berth at most this many times containerd's median, per phase. */
 const TARGET_RATIO = 1.0;
 const FS_BYTES = 512 << 20;
-const berthMain = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'main.js');
 const RUNC = '/usr/sbin/runc';
 const CONMON = '/usr/bin/conmon';
 const execFileP = promisify(execFile);
@@ -147,7 +146,7 @@ function timed(cmd: Cmd, scratch: string): Promise<Measured> {
 function berthEngine(dir: string, ref: string): Engine {
   const root = join(dir, 'root');
   const state = join(dir, 'state');
-  const berth = (...args: string[]): Cmd => [process.execPath, [berthMain, '--root', root, '--state', state, ...args]];
+  const berth = (...args: string[]): Cmd => [berthBin(), ['--root', root, '--state', state, ...args]];
   const runcRoot = join(state, 'runc');
   return {
     monitor: 'conmon',

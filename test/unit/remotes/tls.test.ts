@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError } from '../../../src/errors.js';
 import { parseReference } from '../../../src/oci/reference.js';
-import { parseRegistryHosts } from '../../../src/remotes/index.js';
+import { loadRegistryHosts, parseRegistryHosts } from '../../../src/remotes/index.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { makeResolver, manifestBytes, OCI_MANIFEST, rejects, repoHandler, sha256, startServer } from './fake.js';
 
@@ -69,6 +69,22 @@ test('TLS: private CA via ca_file, insecure_skip_verify, client certificates, an
   const got: Buffer[] = [];
   for (let buf = Buffer.alloc(1 << 20), n = await body.readInto(buf); n > 0; buf = Buffer.alloc(1 << 20), n = await body.readInto(buf)) got.push(buf.subarray(0, n));
   assert.ok(Buffer.concat(got).equals(blob), 'blob over TLS');
+  await h.resolver.close();
+
+  // NODE_EXTRA_CA_CERTS, as the launcher passes it on (BERTH_EXTRA_CA_CERTS): trusted next to the system roots, over two connections sharing
+  // one TLS context. (The config only says "https": loopback hosts default to plain HTTP.)
+  await writeFile(file, `configs:\n  "${host}":\n    tls: { insecure_skip_verify: false }\n`);
+  h = makeResolver({ hosts: await loadRegistryHosts(file, { extraCAFile: server.cert }) });
+  await Promise.all([h.resolver.resolve(ref), h.resolver.resolve(ref)]);
+  await h.resolver.close();
+  // An extra-CA file that cannot be read adds nothing, as in node: the certificate is not trusted.
+  h = makeResolver({ hosts: await loadRegistryHosts(file, { extraCAFile: join(dir.path, 'missing.pem') }) });
+  assert.match(String(await rejects(h.resolver.resolve(ref))), /TLS/);
+  await h.resolver.close();
+  // A host's own ca_file replaces the extra certificates (here a CA that did not sign the server's certificate).
+  await writeFile(file, `configs:\n  "${host}":\n    tls: { ca_file: client.pem }\n`);
+  h = makeResolver({ hosts: await parseRegistryHosts(await readFile(file, 'utf8'), file, { extraCA: await readFile(server.cert) }) });
+  assert.match(String(await rejects(h.resolver.resolve(ref))), /TLS/);
   await h.resolver.close();
 
   // Skipping verification.

@@ -1,0 +1,63 @@
+/**
+ * berth's first line (src/main.ts): run as a program, it moves
+ * NODE_EXTRA_CA_CERTS aside so node does not parse that file at start-up,
+ * and berth still trusts those certificates when it pulls over TLS.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { busyboxImage } from '../fixtures/images.js';
+import { berthBin, berthMain, runBerth } from '../helpers/berth.js';
+import { withTempDir } from '../helpers/tmp.js';
+import { repoHandler } from '../unit/remotes/fake.js';
+
+const execFileP = promisify(execFile);
+
+test('the launcher keeps node from loading NODE_EXTRA_CA_CERTS at start-up', () => {
+  const env = { ...process.env, NODE_EXTRA_CA_CERTS: '/nonexistent/extra-ca.pem' };
+  // The premise: node itself reads the file before any of berth's code runs.
+  const direct = spawnSync(process.execPath, [berthMain, '--help'], { env, encoding: 'utf8' });
+  assert.match(direct.stderr, /extra certs/i, 'node warns about the unreadable file when started directly');
+  const launched = spawnSync(berthBin(), ['--help'], { env, encoding: 'utf8' });
+  assert.equal(launched.status, 0, launched.stderr);
+  assert.equal(launched.stderr, '', 'no warning: node never saw the variable');
+  assert.match(launched.stdout, /declarative container engine/);
+});
+
+test('a pull over TLS trusts the certificates NODE_EXTRA_CA_CERTS names', async () => {
+  await withTempDir('berth-launcher', async (dir) => {
+    const cert = join(dir, 'server.pem');
+    const key = join(dir, 'server.key');
+    await execFileP('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=registry', '-addext', 'subjectAltName=IP:127.0.0.1',
+    ]);
+    const img = await busyboxImage();
+    const blobs = new Map([img.config, ...img.layers].map((b) => [b.digest, b.data]));
+    const handler = repoHandler({ manifests: new Map([['1', { body: img.manifest, mediaType: img.mediaType }]]), blobs });
+    const server = createServer({ cert: await readFile(cert), key: await readFile(key) }, (req, res) => void handler(req, res, new URL(req.url ?? '/', 'https://x')));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      // Loopback hosts default to plain HTTP; this only asks for https, with no CA of its own.
+      const registries = join(dir, 'registries.yaml');
+      await writeFile(registries, `configs:\n  "${host}":\n    tls: { insecure_skip_verify: false }\n`);
+      const pull = ['--registry-config', registries, 'image', 'pull', '--no-unpack', `${host}/team/app:1`];
+      const untrusted = await runBerth(dir, pull, { NODE_EXTRA_CA_CERTS: '' });
+      assert.equal(untrusted.code, 1);
+      assert.match(untrusted.stderr, /TLS|certificate/i, untrusted.stderr);
+      const trusted = await runBerth(dir, pull, { NODE_EXTRA_CA_CERTS: cert });
+      assert.equal(trusted.code, 0, trusted.stderr);
+      const ls = await runBerth(dir, ['-o', 'json', 'image', 'ls']);
+      assert.ok(ls.stdout.includes(img.digest), ls.stdout);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
