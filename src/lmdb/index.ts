@@ -1,8 +1,14 @@
 import { chmod, mkdir, open as openFile } from 'node:fs/promises';
 import { arch, constants, endianness } from 'node:os';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { open, type RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import { BerthError } from '../errors.js';
+
+// lmdb-js by require(), not import: its CommonJS entry is one bundled file, its ESM entry a
+// graph of modules (and msgpackr's) that node resolves and links one by one, ~40 ms more
+// of every command's start. Nothing else in berth loads lmdb-js as a value, so there is one instance.
+const { open } = createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 /**
  * Owns opening an embedded LMDB environment (npm `lmdb`) durably and

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, open as openFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { open } from 'lmdb';
+import { createRequire } from 'node:module';
 import { commitCause } from '../../../src/lmdb/index.js';
 import { LmdbMetadataStore, SCHEMA_VERSION, translateError } from '../../../src/metadata/lmdb.js';
 import type { MetadataStore } from '../../../src/metadata/store.js';
@@ -12,6 +12,9 @@ import { MediaType } from '../../../src/oci/mediatype.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { rejectsWith } from '../../suites/content.js';
 import { metadataStoreConformance } from '../../suites/metadata.js';
+
+// As src/lmdb/ loads it (CommonJS), so the test and the store share one lmdb-js instance.
+const { open } = createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 // The compiled module a separate berth process would load.
 const INDEX_URL = new URL('../../../src/metadata/index.js', import.meta.url).href;
