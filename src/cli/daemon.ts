@@ -11,8 +11,8 @@ import { load, protection, reconcileDeps } from './reconcile.js';
 
 /** `berth daemon`, `berth status`, `berth events`. */
 
-async function loadDesired(files: string[], prune: boolean): Promise<Desired & { errors: Awaited<ReturnType<typeof load>>['errors'] }> {
-  const result = await load(files);
+async function loadDesired(files: string[], prune: boolean, state: string): Promise<Desired & { errors: Awaited<ReturnType<typeof load>>['errors'] }> {
+  const result = await load(files, state);
   return { desired: result.desired, protect: protection(result, prune), manifestErrors: result.errors.length, errors: result.errors };
 }
 
@@ -52,7 +52,7 @@ const daemon: Command = {
       const { formatManifestError } = await import('../manifests/index.js');
       let reported = '';
       const loadWatched = async (): Promise<Awaited<ReturnType<typeof loadDesired>>> => {
-        const d = await loadDesired(files, prune);
+        const d = await loadDesired(files, prune, ctx.globals.state);
         const lines = d.errors.map(formatManifestError);
         const text = lines.join('\n');
         if (text !== reported) {
@@ -116,7 +116,7 @@ const daemon: Command = {
                 hint: `edit the manifests under ${files.join(', ')}, or run berth apply -f ${files.join(' -f ')}`,
               });
             }
-            const { report, desired } = await controller.runWith('api', () => loadDesired(paths, req.paths?.length ? (req.prune ?? false) : prune));
+            const { report, desired } = await controller.runWith('api', () => loadDesired(paths, req.paths?.length ? (req.prune ?? false) : prune, ctx.globals.state));
             return { ...report, manifestErrors: (desired as Awaited<ReturnType<typeof loadDesired>>).errors };
           },
         },

@@ -27,9 +27,10 @@ function paths(ctx: CommandContext, usage: string): string[] {
   return list.map((p) => resolve(p));
 }
 
-export async function load(files: string[]): Promise<LoadResult & { desired: import('../manifests/index.js').DesiredState }> {
+/** Reads the manifests; unchanged files come from the parse cache under --state (cache/manifests, owner-only). */
+export async function load(files: string[], state: string): Promise<LoadResult & { desired: import('../manifests/index.js').DesiredState }> {
   const m = await import('../manifests/index.js');
-  const result = await m.loadManifests(files);
+  const result = await m.loadManifests(files, { cache: new m.DirectoryParseCache(join(state, 'cache', 'manifests')) });
   if (result.files.length === 0) throw new BerthError('INVALID_ARGUMENT', `no manifest files (*.yaml, *.yml, *.json) in ${files.join(', ')}`);
   return { ...result, desired: m.desiredState(result.objects) };
 }
@@ -101,7 +102,7 @@ const validate: Command = {
   summary: 'check manifests against the schemas and each other; exit 0 valid, 1 not',
   options: { file: { type: 'string', short: 'f', multiple: true } },
   async run(ctx) {
-    const result = await load(paths(ctx, this.usage));
+    const result = await load(paths(ctx, this.usage), ctx.globals.state);
     if (ctx.globals.output === 'json') writeJSON(ctx.proc.stdout, { files: result.files, objects: result.objects.length, errors: result.errors });
     else {
       await printManifestErrors(ctx.proc.stderr, result);
@@ -117,7 +118,7 @@ const planCommand: Command = {
   summary: 'print what apply would change; exit 0 nothing to do, 2 changes pending, 1 error',
   options: { file: { type: 'string', short: 'f', multiple: true }, prune: { type: 'boolean' } },
   async run(ctx) {
-    const result = await load(paths(ctx, this.usage));
+    const result = await load(paths(ctx, this.usage), ctx.globals.state);
     const sys = await ctx.system();
     const { planFor, hasChanges } = await import('../reconcile/index.js');
     const p = await planFor(await reconcileDeps(sys), result.desired, protection(result, Boolean(ctx.line.values.prune)));
@@ -181,7 +182,7 @@ const apply: Command = {
       const { callDaemon } = await import('../api/client.js');
       report = await callDaemon(socket, 'POST', '/reconcile', { paths: files, prune }, timeoutMs || undefined);
     } else {
-      result = await load(files);
+      result = await load(files, ctx.globals.state);
       const sys = await ctx.system();
       const lock = await acquireLock(join(ctx.globals.state, 'lock'), { holder: { pid: ctx.proc.pid, what: 'berth apply' }, timeoutMs, what: `state ${ctx.globals.state}` });
       try {
@@ -241,7 +242,7 @@ const explain: Command = {
     const sys = await ctx.system();
     const out = ctx.proc.stdout;
     if (ctx.line.values.file !== undefined) {
-      const result = await load(paths(ctx, this.usage));
+      const result = await load(paths(ctx, this.usage), ctx.globals.state);
       const { planFor } = await import('../reconcile/index.js');
       const p = await planFor(await reconcileDeps(sys), result.desired, { prune: false });
       const c = p.changes.find((x) => x.action !== 'pull' && x.name === name);

@@ -12,8 +12,9 @@
  * directory), and the objects errors name, are neither changed nor pruned
  * while the errors last.
  */
-export { loadManifests, parseManifests, formatManifestError, isLeftover, MAX_MANIFEST_FILE_BYTES } from './load.js';
+export { loadManifests, formatManifestError, isLeftover, MAX_MANIFEST_FILE_BYTES, type LoadOptions } from './load.js';
 export type { LoadResult, ManifestError, ManifestErrorCode, ManifestObject } from './load.js';
+export { DirectoryParseCache, type ParseCache } from './cache.js';
 export * from './desired.js';
 export * from './hash.js';
 export { KINDS, SCHEMA_DIRECTORY, type Kind } from './schema.js';

@@ -1,9 +1,12 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isScalar, isSeq, LineCounter, parseAllDocuments, visit, type Document, type Node } from 'yaml';
-import { desiredObject, type DesiredContainer, type DesiredObject } from './desired.js';
-import { joinPointer, locate, type Anchor, type Position } from './position.js';
-import { KINDS, suggest, validateObject, type Kind, type Problem } from './schema.js';
+import type { CachedItem, ParseCache } from './cache.js';
+import { checkItems, type Declared, type ManifestError, type ManifestErrorCode, type ManifestObject, type ParsedObject, type SourceItem } from './check.js';
+import type { DesiredContainer } from './desired.js';
+import { joinPointer, type Anchor, type Position } from './position.js';
+import { suggest } from './schema.js';
+
+export type { ManifestError, ManifestErrorCode, ManifestObject } from './check.js';
 
 /**
  * Reading manifests: files and directories → validated, normalised objects
@@ -24,23 +27,7 @@ import { KINDS, suggest, validateObject, type Kind, type Problem } from './schem
  *   dropped, and so are the containers depending on them.
  */
 
-export type ManifestErrorCode = 'YAML' | 'SCHEMA' | 'DUPLICATE' | 'DEPENDENCY' | 'CYCLE' | 'IO';
 
-export interface ManifestError {
-  code: ManifestErrorCode;
-  file: string;
-  /** 1-based; 0 (with col 0) when there is no position, as for a file that cannot be read. */
-  line: number;
-  col: number;
-  message: string;
-  /** JSON pointer into the document ("" for the document itself); for a list document it starts with the item's index. */
-  pointer: string;
-  hint: string;
-  /** The object the error is about, when its kind and name are known: the reconciler must leave it as it is. */
-  object?: { kind: string; name: string };
-}
-
-export type ManifestObject = DesiredObject;
 
 export interface LoadResult {
   /** Valid objects, in file order, then document order. */
@@ -67,7 +54,27 @@ export function isLeftover(name: string): boolean {
   );
 }
 
-export async function loadManifests(paths: readonly string[]): Promise<LoadResult> {
+export interface LoadOptions {
+  /** Parses of error-free files by their text (cache.ts), so that an unchanged file is not parsed again. */
+  cache?: ParseCache | undefined;
+}
+
+/** Thrown when a position beyond an object's own is asked of a cached parse: the load starts again without the cache. */
+class PositionsNeeded extends Error {}
+
+export async function loadManifests(paths: readonly string[], opts: LoadOptions = {}): Promise<LoadResult> {
+  if (opts.cache) {
+    try {
+      return await load(paths, opts.cache);
+    } catch (err) {
+      // A finding needs a place in the text that only the parser knows: errors are the rare case, so parse everything.
+      if (!(err instanceof PositionsNeeded)) throw err;
+    }
+  }
+  return load(paths, undefined);
+}
+
+async function load(paths: readonly string[], cache: ParseCache | undefined): Promise<LoadResult> {
   const errors: ManifestError[] = [];
   const files = await manifestFiles(paths, errors);
   const parsed: ParsedObject[] = [];
@@ -77,7 +84,7 @@ export async function loadManifests(paths: readonly string[]): Promise<LoadResul
     if (unreadable.has(file)) continue;
     const text = await readManifestFile(file, errors);
     if (text === undefined) continue;
-    const r = parseFile(text, file);
+    const r = await parseText(text, file, cache);
     if (r.errors.length) {
       errors.push(...r.errors);
       skipped.push(...r.declared);
@@ -91,14 +98,30 @@ export async function loadManifests(paths: readonly string[]): Promise<LoadResul
   return { objects: kept.map((p) => p.object), errors, files };
 }
 
-/**
- * Reads one file's text: its objects, or its errors (then the objects count
- * for nothing). Syntax, schema and values only; names and dependencies are
- * checked across all files, by loadManifests.
- */
-export function parseManifests(text: string, file: string): { objects: ManifestObject[]; errors: ManifestError[] } {
+/** One file's objects and errors: from the cache when its text was parsed before, else through yaml.ts (then cached when clean). */
+async function parseText(text: string, file: string, cache: ParseCache | undefined): Promise<{ objects: ParsedObject[]; errors: ManifestError[]; declared: Declared[] }> {
+  const hit = await cache?.get(text);
+  if (hit) return checkItems(hit.map(fromCache), file);
+  const { parseFile } = await import('./yaml.js');
   const r = parseFile(text, file);
-  return { objects: r.errors.length ? [] : r.objects.map((p) => p.object), errors: r.errors };
+  if (cache && !r.errors.length) await cache.put(text, r.items.map(toCache));
+  return r;
+}
+
+function toCache(item: SourceItem): CachedItem {
+  return { value: item.value, base: item.base, ...item.at(item.base, 'value') };
+}
+
+/** A cached item knows one position, its own (a clean file needs no other). */
+function fromCache(c: CachedItem): SourceItem {
+  return {
+    value: c.value,
+    base: c.base,
+    at(pointer: string, anchor: Anchor): Position {
+      if (pointer === c.base && anchor === 'value') return { line: c.line, col: c.col };
+      throw new PositionsNeeded(`the position of ${pointer} in a cached parse`);
+    },
+  };
 }
 
 export function formatManifestError(e: ManifestError): string {
@@ -178,121 +201,6 @@ function ioError(file: string, err: unknown): ManifestError {
     : [`cannot be read: ${err instanceof Error ? err.message : String(err)}`, 'check the file and its directory'];
   return { code: 'IO', file, line: 0, col: 0, pointer: '', message, hint };
 }
-
-// ---- one file
-
-/** An object that passed its schema, with what the checks across files need: where its parts are. */
-interface ParsedObject {
-  object: ManifestObject;
-  base: string;
-  at(pointer: string, anchor: Anchor): Position;
-}
-
-/** A kind and name seen in a file, valid or not, to explain later why a dependency is missing. */
-interface Declared {
-  kind: string;
-  name: string;
-  file: string;
-}
-
-function parseFile(text: string, file: string): { objects: ParsedObject[]; errors: ManifestError[]; declared: Declared[] } {
-  const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const objects: ParsedObject[] = [];
-  const errors: ManifestError[] = [];
-  const declared: Declared[] = [];
-  if (!Array.isArray(docs)) return { objects, errors, declared }; // no document at all
-
-  for (const doc of docs) {
-    if (doc.errors.length) {
-      for (const e of doc.errors) {
-        // yaml places an unclosed quote's error at the end of the text; where the quote opens helps more.
-        const offset = (e.code === 'MISSING_CHAR' ? unclosedQuote(doc, text) : undefined) ?? e.pos[0];
-        const { line, col } = lines.linePos(offset);
-        errors.push({ code: 'YAML', file, line, col, pointer: '', message: e.message, hint: YAML_HINTS[e.code] ?? 'fix the YAML syntax here' });
-      }
-      continue;
-    }
-    const root = doc.contents as Node | null;
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 100 });
-    } catch (err) {
-      const { line, col } = lines.linePos(root?.range?.[0] ?? 0);
-      errors.push({ code: 'YAML', file, line, col, pointer: '', message: err instanceof Error ? err.message : String(err), hint: 'use fewer aliases (*name); write the values out' });
-      continue;
-    }
-    if (value === null || value === undefined || !root) continue;
-    const items: Array<[unknown, string]> = Array.isArray(value) && isSeq(root) ? value.map((v, i) => [v, `/${i}`]) : [[value, '']];
-    for (const [item, base] of items) {
-      const at = (pointer: string, anchor: Anchor): Position => locate(doc as Document, root, pointer, anchor, lines);
-      const r = checkObject(item, base, file, at);
-      if (r.declared) declared.push(r.declared);
-      if (r.errors.length) errors.push(...r.errors);
-      else if (r.object) objects.push({ object: r.object, base, at });
-    }
-  }
-  errors.sort((a, b) => a.line - b.line || a.col - b.col);
-  return { objects, errors, declared };
-}
-
-/** Where the last quoted scalar without its closing quote opens. */
-function unclosedQuote(doc: Document.Parsed, text: string): number | undefined {
-  let offset: number | undefined;
-  visit(doc, {
-    Scalar(_, node) {
-      if (!isScalar(node) || (node.type !== 'QUOTE_DOUBLE' && node.type !== 'QUOTE_SINGLE') || !node.range) return;
-      const source = text.slice(node.range[0], node.range[1]).trimEnd();
-      if (source.length < 2 || source[source.length - 1] !== source[0]) offset = node.range[0];
-    },
-  });
-  return offset;
-}
-
-function checkObject(value: unknown, base: string, file: string, at: ParsedObject['at']): { object?: ManifestObject; errors: ManifestError[]; declared?: Declared } {
-  const error = (p: Problem, object?: Declared): ManifestError => {
-    const { line, col } = at(p.pointer, p.anchor);
-    return { code: 'SCHEMA', file, line, col, pointer: p.pointer, message: p.message, hint: p.hint, ...(object ? { object: { kind: object.kind, name: object.name } } : {}) };
-  };
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    const what = Array.isArray(value) ? 'a list' : `a ${typeof value}`;
-    const p: Problem = { pointer: base, anchor: 'value', message: `a manifest must be a mapping with apiVersion, kind, metadata and spec, not ${what}`, hint: 'start the document with apiVersion: berth/v1' };
-    return { errors: [error(p)] };
-  }
-  const fields = value as Record<string, unknown>;
-  const kind = fields.kind;
-  const name = (fields.metadata as Record<string, unknown> | undefined)?.name;
-  const declared = typeof kind === 'string' && typeof name === 'string' ? { kind, name, file } : undefined;
-
-  if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) {
-    const guess = typeof kind === 'string' ? suggest(kind, KINDS) : undefined;
-    const p: Problem =
-      kind === undefined
-        ? { pointer: joinPointer(base, 'kind'), anchor: 'key', message: 'missing required field "kind"', hint: `add kind: one of ${KINDS.join(', ')}` }
-        : { pointer: joinPointer(base, 'kind'), anchor: 'value', message: `unknown kind ${JSON.stringify(kind)}`, hint: guess ? `did you mean ${JSON.stringify(guess)}?` : `berth knows the kinds ${KINDS.join(', ')}` };
-    return { errors: [error(p, declared)], declared };
-  }
-  const problems = validateObject(kind as Kind, value, base);
-  if (problems.length) return { errors: problems.map((p) => error(p, declared)), declared };
-
-  const { line, col } = at(base, 'value');
-  const r = desiredObject(kind as Kind, value, { file, line, col }, base);
-  return { object: r.object, errors: r.problems.map((p) => error(p, declared)), declared };
-}
-
-/** yaml's error codes → what to do about them. */
-const YAML_HINTS: Readonly<Record<string, string>> = {
-  TAB_AS_INDENT: 'indent with spaces; YAML does not allow tabs for indentation',
-  BAD_INDENT: 'line up the keys of a mapping and the items of a list at the same indentation, with spaces',
-  DUPLICATE_KEY: 'a mapping holds each key once; remove or rename one of them',
-  MISSING_CHAR: 'a quote or bracket is not closed; close it',
-  BAD_DQ_ESCAPE: 'in double quotes, write a backslash as \\\\, or use single quotes',
-  BAD_ALIAS: 'an alias (*name) must refer to an anchor (&name) defined before it',
-  BLOCK_AS_IMPLICIT_KEY: 'a key is missing its ":", or a value holding ": " or " #" needs quotes',
-  MULTILINE_IMPLICIT_KEY: 'a key is missing its ":", or a value holding ": " or " #" needs quotes',
-  UNEXPECTED_TOKEN: 'check this line for a missing ":" or a value that needs quotes (one starting with @, `, %, * or &)',
-  BAD_SCALAR_START: 'quote values starting with @, `, %, * or &',
-};
 
 // ---- across files
 

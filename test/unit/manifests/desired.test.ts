@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { desiredState, parseManifests, type ContainerSettings, type DesiredContainer, type DesiredImage } from '../../../src/manifests/index.js';
+import { desiredState, type ContainerSettings, type DesiredContainer, type DesiredImage } from '../../../src/manifests/index.js';
+import { parseManifests } from '../../../src/manifests/yaml.js';
 import { generateSpec, type ContainerConfig } from '../../../src/runtime/index.js';
 import { container } from './fixtures.js';
 

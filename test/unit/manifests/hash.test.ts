@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canonicalJSON, canonicalSpec, diffSpecs, parseManifests, specHash, specHashVersion, specMatches, type DesiredContainer } from '../../../src/manifests/index.js';
+import { canonicalJSON, canonicalSpec, diffSpecs, specHash, specHashVersion, specMatches, type DesiredContainer } from '../../../src/manifests/index.js';
+import { parseManifests } from '../../../src/manifests/yaml.js';
 import { container, desired } from './fixtures.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;

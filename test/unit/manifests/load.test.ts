@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { formatManifestError, isLeftover, loadManifests, parseManifests, type LoadResult, type ManifestError } from '../../../src/manifests/index.js';
+import { DirectoryParseCache, formatManifestError, isLeftover, loadManifests, type LoadResult, type ManifestError } from '../../../src/manifests/index.js';
+import { parseManifests } from '../../../src/manifests/yaml.js';
 import { withTempDir } from '../../helpers/tmp.js';
 import { container, image, writeTree } from './fixtures.js';
 
@@ -14,10 +15,20 @@ const only = (r: { errors: ManifestError[] }): ManifestError => {
   return r.errors[0]!;
 };
 
+/**
+ * Loads the tree three times: without the parse cache, with an empty one
+ * (filling it), and with the filled one; the three results must be the same,
+ * so every case here is also a case of the cache (cache.ts).
+ */
 async function load(files: Record<string, string>, paths?: (dir: string) => string[]): Promise<LoadResult> {
-  return withTempDir('berth-manifests', async (dir) => {
+  return withTempDir('berth-manifests', async (top) => {
+    const dir = join(top, 'm');
     await writeTree(dir, files);
-    const r = await loadManifests(paths ? paths(dir) : [dir]);
+    const given = paths ? paths(dir) : [dir];
+    const r = await loadManifests(given);
+    const cache = new DirectoryParseCache(join(top, 'cache'));
+    assert.deepEqual(await loadManifests(given, { cache }), r, 'a cold cache changes nothing');
+    assert.deepEqual(await loadManifests(given, { cache }), r, 'a warm cache changes nothing');
     // Paths relative to the temp dir, so tests can name files.
     const rel = (f: string): string => (f.startsWith(`${dir}/`) ? f.slice(dir.length + 1) : f);
     return {

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { AnySchemaObject } from 'ajv';
-import { parseManifests } from '../../../src/manifests/index.js';
+import { parseManifests } from '../../../src/manifests/yaml.js';
 import { GENERATED_FILE, generateValidators, newAjv } from '../../../src/manifests/compile.js';
 import { editDistance, readSchema, SCHEMA_DIRECTORY, subjectOf, suggest } from '../../../src/manifests/schema.js';
 
