@@ -500,7 +500,7 @@ export class ContainerService {
 
   private async view(rec: ContainerRecord): Promise<ContainerView> {
     const st = await this.deps.runtime.state(rec.id);
-    const exit = st ? await this.deps.runtime.exitStatus(rec.id) : undefined;
+    const exit = st ? await this.deps.runtime.exitStatus(rec.id, st) : undefined;
     const s = rec.status;
     let state: ContainerState;
     if (st && (st.status === 'running' || st.status === 'paused') && !exit) state = 'running';

@@ -1,5 +1,5 @@
 import type { DesiredContainer, DesiredState, SpecChange } from '../manifests/index.js';
-import { diffSpecs, specHash, specMatches } from '../manifests/index.js';
+import { diffSpecs, specHash, specHashVersion, specMatches } from '../manifests/index.js';
 import type { Digest } from '../oci/digest.js';
 
 /**
@@ -122,7 +122,9 @@ export function plan(desired: DesiredState, actual: ActualState, opts: PlanOptio
     }
     const was = current.managed!;
     const diff = diffSpecs(was.spec, c, { from: current.imageDigest, to: digest });
-    if (!specMatches(was.specHash, c, digest)) {
+    // `hash` is in this berth's version; only a hash stored by another version is made again, in that version.
+    const matches = was.specHash === hash || (specHashVersion(was.specHash) !== specHashVersion(hash) && specMatches(was.specHash, c, digest));
+    if (!matches) {
       const replacing = diff.filter((d) => d.replace);
       const reason = replacing.length === 1 && replacing[0]!.path === 'imageDigest' ? `image ${image} is now ${digest}` : replacing.length ? `spec changed: ${replacing.map((d) => d.path).join(', ')}` : 'its spec hash is from another berth version';
       up.push({ action: 'replace', name: c.name, container: c, reason, diff, digest, specHash: hash });

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { watch, type FSWatcher } from 'node:fs';
-import { chmod, lstat, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstatSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -190,14 +190,14 @@ export class RuncRuntime implements ContainerRuntime {
    * stopped. Spawning `runc state` costs 30-70 ms per container, which
    * `berth ps` and `berth plan` would pay for every container. Paused is
    * not told apart (berth never pauses). A state file this code cannot
-   * read falls back to `runc state`.
+   * read falls back to `runc state`. The files are read synchronously (see
+   * readSmall).
    */
   async state(id: string): Promise<RuntimeState | undefined> {
     const dir = join(this.runcRoot, id);
-    const text = await readFile(join(dir, 'state.json'), 'utf8').catch(() => undefined);
+    const text = readSmall(join(dir, 'state.json'));
     if (text === undefined) return undefined;
-    const fast = await readStateFile(text, dir, id);
-    return fast ?? this.stateByRunc(id);
+    return readStateFile(text, dir, id) ?? this.stateByRunc(id);
   }
 
   private async stateByRunc(id: string): Promise<RuntimeState | undefined> {
@@ -216,20 +216,22 @@ export class RuncRuntime implements ContainerRuntime {
     return items.map((x) => toState(x as RawState));
   }
 
-  async exitStatus(id: string): Promise<ExitStatus | undefined> {
+  async exitStatus(id: string, known?: RuntimeState): Promise<ExitStatus | undefined> {
     const record = await this.readExitRecord(id);
     if (record) return record;
     // runc may report the init process stopped before conmon wrote the record; only a dead conmon means it never will.
-    if ((await this.state(id))?.status !== 'stopped' || (await this.monitorAlive(id))) return undefined;
+    if ((known ?? (await this.state(id)))?.status !== 'stopped' || (await this.monitorAlive(id))) return undefined;
     // conmon may have written the record and exited since the first read.
     return (await this.readExitRecord(id)) ?? { code: 255, oomKilled: await this.oomKilled(id), at: new Date(), lost: true };
   }
 
   private async readExitRecord(id: string): Promise<ExitStatus | undefined> {
     const file = join(this.exitDir, id);
-    const [text, info] = await Promise.all([readFile(file, 'utf8').catch(() => undefined), stat(file).catch(() => undefined)]);
+    const text = readSmall(file);
     // An empty or partial file is not a record yet.
-    if (text === undefined || !info || !/^-?\d+\s*$/.test(text)) return undefined;
+    if (text === undefined || !/^-?\d+\s*$/.test(text)) return undefined;
+    const info = statSync(file, { throwIfNoEntry: false });
+    if (!info) return undefined;
     const code = Number(text.trim());
     const status: ExitStatus = { code, oomKilled: await this.oomKilled(id), at: info.mtime };
     if (code > 128 && code < 128 + 65) status.signal = code - 128;
@@ -289,7 +291,22 @@ interface StateFile {
   config?: { labels?: string[] };
 }
 
-async function readStateFile(text: string, dir: string, id: string): Promise<RuntimeState | undefined> {
+/**
+ * A small file's text (runc's state.json, /proc/<pid>/stat, an exit record),
+ * undefined when it cannot be read. Synchronous on purpose: these are a few
+ * KiB on tmpfs or procfs, read in microseconds, while each promise-based
+ * readFile is four trips through libuv's thread pool; `berth ps` and `plan`
+ * read three of them per container.
+ */
+function readSmall(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function readStateFile(text: string, dir: string, id: string): RuntimeState | undefined {
   let s: StateFile;
   try {
     s = JSON.parse(text) as StateFile;
@@ -299,15 +316,17 @@ async function readStateFile(text: string, dir: string, id: string): Promise<Run
   const pid = s.init_process_pid;
   if (typeof pid !== 'number' || s.init_process_start === undefined) return undefined;
   const bundle = s.config?.labels?.find((l) => l.startsWith('bundle='))?.slice('bundle='.length) ?? '';
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  const stat = readSmall(`/proc/${pid}/stat`);
   // Field 22 (starttime) counts from the fields after the command name, which may itself hold spaces and parentheses.
   const startTime = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
   if (!stat || startTime !== String(s.init_process_start)) return { id, status: 'stopped', pid: 0, bundle };
   // Only stat the fifo: opening it for reading is what `runc start` does to let the process run.
-  const created = await lstat(join(dir, 'exec.fifo')).then(
-    () => true,
-    (err: NodeJS.ErrnoException) => err.code !== 'ENOENT',
-  );
+  let created: boolean;
+  try {
+    created = lstatSync(join(dir, 'exec.fifo'), { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    created = true; // there, but not ours to stat: runc would say created too
+  }
   return { id, status: created ? 'created' : 'running', pid, bundle };
 }
 

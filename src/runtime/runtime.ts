@@ -73,8 +73,10 @@ export interface ContainerRuntime {
    * The exit record of the container's last run, if it exited since it was
    * created; undefined while it runs or its monitor is still writing the
    * record. When the monitor died without writing one, code 255 with `lost`.
+   * `known` is the container's state just read with `state`, when the caller
+   * has it, so it is not read again.
    */
-  exitStatus(id: string): Promise<ExitStatus | undefined>;
+  exitStatus(id: string, known?: RuntimeState): Promise<ExitStatus | undefined>;
   /** Calls onExit with the id of each container whose exit record appears. Returns a stop function. */
   watchExits(onExit: (id: string) => void): () => void;
   /** Runs a process in the running container; resolves to its exit code. */
