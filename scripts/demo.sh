@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-npx tsc -p .
+npm run --silent build
 node dist/scripts/demo.js "$@"

@@ -19,14 +19,15 @@ import { pushImage } from '../test/helpers/push.js';
 import { startRegistry } from '../test/helpers/registry.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const berthMain = join(repo, 'dist', 'src', 'main.js');
+// The command as installed (package.json's bin); npm run build made it.
+const berthCommand = join(repo, 'dist', 'src', 'bin.cjs');
 const root = mkdtempSync(join(tmpdir(), 'berth-demo-'));
 const state = join(root, 'run');
 const manifests = join(root, 'manifests');
 const registriesYaml = join(root, 'registries.yaml');
 
 function berthArgs(lib: string, args: string[]): string[] {
-  return [berthMain, '--root', join(root, lib), '--state', state, '--registry-config', registriesYaml, ...args];
+  return ['--root', join(root, lib), '--state', state, '--registry-config', registriesYaml, ...args];
 }
 
 /** Runs berth, showing the command line; returns its exit code, failing the demo unless it is one of `codes`. */
@@ -34,7 +35,7 @@ function berthIn(lib: string, args: string[], codes: number[] = [0]): number {
   console.log(`\n$ berth ${args.map((a) => (a.startsWith(root) ? a.replace(root, '$DEMO') : a)).join(' ')}`);
   let status = 0;
   try {
-    execFileSync(process.execPath, berthArgs(lib, args), { stdio: 'inherit' });
+    execFileSync(berthCommand, berthArgs(lib, args), { stdio: 'inherit' });
   } catch (err) {
     status = (err as { status?: number }).status ?? -1;
   }
@@ -88,7 +89,7 @@ try {
 
   say('the daemon: watches the manifests, keeps restart policies, serves the API; containers outlive it');
   berth('rm', '-f', 'web', 'db', 'api');
-  daemon = spawn(process.execPath, berthArgs('lib', ['daemon', '-f', dir('restart-policies')]), { stdio: 'inherit' });
+  daemon = spawn(berthCommand, berthArgs('lib', ['daemon', '-f', dir('restart-policies')]), { stdio: 'inherit' });
   await sleep(7000);
   berth('ps');
   berth('status');
@@ -108,8 +109,8 @@ try {
   daemon?.kill('SIGKILL');
   // Remove the demo's containers before its root goes, whatever step failed.
   try {
-    const names = JSON.parse(execFileSync(process.execPath, berthArgs('lib', ['ps', '-o', 'json']), { encoding: 'utf8' })) as Array<{ name: string }>;
-    if (names.length) execFileSync(process.execPath, berthArgs('lib', ['rm', '-f', ...names.map((n) => n.name)]), { stdio: 'ignore' });
+    const names = JSON.parse(execFileSync(berthCommand, berthArgs('lib', ['ps', '-o', 'json']), { encoding: 'utf8' })) as Array<{ name: string }>;
+    if (names.length) execFileSync(berthCommand, berthArgs('lib', ['rm', '-f', ...names.map((n) => n.name)]), { stdio: 'ignore' });
   } catch {
     // Nothing to remove, or berth itself failed: the error above says why.
   }

@@ -4,10 +4,8 @@
  * CLI and turns its result into the exit code. The only place besides cli/
  * that touches `process`.
  *
- * The first line moves NODE_EXTRA_CA_CERTS aside: node parses that file
- * when it starts (80 ms of every command where it names the system bundle,
- * as on Debian CI hosts), before any code runs. berth reads it only when it
- * opens a registry connection (remotes/hosts.ts), with the same meaning.
+ * The `berth` command is bin.cts, which runs this module from the bundle;
+ * run directly, this file's first line does what bin.cts's does (see there).
  */
 import { constants as osConstants, homedir } from 'node:os';
 import { runCli } from './cli/run.js';
@@ -22,7 +20,8 @@ function isAlive(pid: number): boolean {
   }
 }
 
-const code = await runCli(process.argv.slice(2), {
+// No top-level await: berth.cjs (bin.cts) runs this module bundled as CommonJS.
+void runCli(process.argv.slice(2), {
   env: process.env,
   stdout: process.stdout,
   stderr: process.stderr,
@@ -39,5 +38,6 @@ const code = await runCli(process.argv.slice(2), {
     });
     return () => handlers.forEach(([name, h]) => process.off(name, h));
   },
+}).then((code) => {
+  process.exitCode = code;
 });
-process.exitCode = code;

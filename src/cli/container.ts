@@ -2,7 +2,8 @@ import { resolve } from 'node:path';
 import type { ContainerService, ContainerView } from '../containers/index.js';
 import { BerthError, isBerthError } from '../errors.js';
 import type { RestartPolicy } from '../metadata/store.js';
-import { parseBytes, readLog, type ContainerConfig, type ContainerMount } from '../runtime/index.js';
+import { parseBytes } from '../oci/quantity.js';
+import type { ContainerConfig, ContainerMount } from '../runtime/index.js';
 import type { System } from '../system.js';
 import type { Command, CommandContext } from './context.js';
 import { positionals, writeJSON } from './context.js';
@@ -170,6 +171,7 @@ async function attach(ctx: CommandContext, service: ContainerService, name: stri
   const runtime = await sys.runtime();
   const unforward = ctx.proc.onSignal?.((signal) => void runtime.kill(rec.id, signal).catch(() => {}));
   const output = (async () => {
+    const { readLog } = await import('../runtime/logs.js');
     for await (const line of readLog(service.logPath(rec), { follow: { done: async () => false, signal: exited.signal } })) {
       (line.stream === 'stderr' ? ctx.proc.stderr : ctx.proc.stdout).write(line.text + '\n');
     }
@@ -308,6 +310,7 @@ const logs: Command = {
           },
         }
       : undefined;
+    const { readLog } = await import('../runtime/logs.js');
     for await (const line of readLog(service.logPath(rec), { ...(tail !== undefined ? { tail } : {}), ...(follow ? { follow } : {}) })) {
       (line.stream === 'stderr' ? ctx.proc.stderr : ctx.proc.stdout).write(line.text + '\n');
     }

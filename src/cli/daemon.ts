@@ -1,6 +1,5 @@
 import { join, resolve } from 'node:path';
 import { BerthError } from '../errors.js';
-import { acquireLock } from '../lock/index.js';
 import type { StoredEvent } from '../metadata/store.js';
 import type { ApplyReport, Desired } from '../reconcile/index.js';
 import type { Command } from './context.js';
@@ -30,6 +29,7 @@ const daemon: Command = {
     const resyncMs = parseDurationOption(ctx.line.values.resync, '--resync', 30_000);
     const stopped = new Promise<number>((r) => ctx.proc.onSignal!((signal) => r(signal)));
     // The state's one writer: a second daemon or an apply is refused, naming this one.
+    const { acquireLock } = await import('../lock/index.js');
     const lock = await acquireLock(join(ctx.globals.state, 'lock'), { holder: { pid: ctx.proc.pid, what: 'berth daemon' }, timeoutMs: 0, what: `state ${ctx.globals.state}` });
     const cleanup: Array<() => Promise<void> | void> = [() => lock.release()];
     try {

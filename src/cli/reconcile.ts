@@ -3,7 +3,6 @@ import { join, resolve } from 'node:path';
 import type { ApplyReport, Change, Plan, ReconcileDeps } from '../reconcile/index.js';
 import { BerthError } from '../errors.js';
 import type { LoadResult } from '../manifests/index.js';
-import { acquireLock } from '../lock/index.js';
 import type { System } from '../system.js';
 import type { Command, CommandContext, Output } from './context.js';
 import { writeJSON } from './context.js';
@@ -184,6 +183,7 @@ const apply: Command = {
     } else {
       result = await load(files, ctx.globals.state);
       const sys = await ctx.system();
+      const { acquireLock } = await import('../lock/index.js');
       const lock = await acquireLock(join(ctx.globals.state, 'lock'), { holder: { pid: ctx.proc.pid, what: 'berth apply' }, timeoutMs, what: `state ${ctx.globals.state}` });
       try {
         const { apply: applyDesired } = await import('../reconcile/index.js');

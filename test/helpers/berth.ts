@@ -4,7 +4,6 @@
  * output, signals).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalEventBus, type BerthEvent } from '../../src/events.js';
@@ -14,19 +13,14 @@ import { openSystem, type System, type SystemOptions } from '../../src/system.js
 
 export const berthMain = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'main.js');
 
-let executable = false;
-
 /**
- * berth as its users start it: main.js run as a program, through its first
- * line (`env -S`, which moves NODE_EXTRA_CA_CERTS aside before node starts),
- * as an installed `berth` is; `node main.js` would skip that line. tsc does
- * not keep the execute bit (npm's bin link sets it), so this sets it once.
+ * The `berth` command as users start it (package.json's bin): bin.cjs run as
+ * a program, through its first line (`env -S`, which moves
+ * NODE_EXTRA_CA_CERTS aside before node starts), running the bundle that
+ * `npm run build` made with its code cache. `node main.js` would skip all of
+ * that. The build makes it executable.
  */
-export function berthBin(): string {
-  if (!executable) chmodSync(berthMain, 0o755);
-  executable = true;
-  return berthMain;
-}
+export const berthCommand = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'bin.cjs');
 
 export interface TestSystem {
   sys: System;
@@ -68,7 +62,7 @@ export interface CliResult {
 
 /** Starts the CLI; `done` resolves when it exits. */
 export function startBerth(root: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(berthBin(), ['--root', join(root, 'lib'), '--state', join(root, 'run'), ...args], {
+  const child = spawn(berthCommand, ['--root', join(root, 'lib'), '--state', join(root, 'run'), ...args], {
     env: { ...process.env, DOCKER_CONFIG: join(root, 'docker'), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

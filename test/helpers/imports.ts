@@ -52,6 +52,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   cli: 5,
   api: 5,
   main: 5,
+  bin: 5,
 };
 
 /** Which of LAYERS are folders (the rest are single files directly under src/). */
@@ -76,7 +77,7 @@ const PROCESS_EXCEPTIONS: Readonly<Record<string, readonly string[]>> = {
 export function moduleOf(path: string): ModuleInfo | undefined {
   const parts = path.split('/');
   if (parts[0] !== 'src' || parts.length < 2) return undefined;
-  const name = parts.length === 2 ? parts[1]!.replace(/\.ts$/, '') : parts[1]!;
+  const name = parts.length === 2 ? parts[1]!.replace(/\.[cm]?ts$/, '') : parts[1]!;
   const isFolder = parts.length > 2;
   const layer = LAYERS[name];
   if (layer === undefined || FOLDERS.has(name) !== isFolder) return undefined;

@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { busyboxImage } from '../fixtures/images.js';
-import { berthBin, berthMain, runBerth } from '../helpers/berth.js';
+import { berthCommand, berthMain, runBerth } from '../helpers/berth.js';
 import { withTempDir } from '../helpers/tmp.js';
 import { repoHandler } from '../unit/remotes/fake.js';
 
@@ -23,7 +23,7 @@ test('the launcher keeps node from loading NODE_EXTRA_CA_CERTS at start-up', () 
   // The premise: node itself reads the file before any of berth's code runs.
   const direct = spawnSync(process.execPath, [berthMain, '--help'], { env, encoding: 'utf8' });
   assert.match(direct.stderr, /extra certs/i, 'node warns about the unreadable file when started directly');
-  const launched = spawnSync(berthBin(), ['--help'], { env, encoding: 'utf8' });
+  const launched = spawnSync(berthCommand, ['--help'], { env, encoding: 'utf8' });
   assert.equal(launched.status, 0, launched.stderr);
   assert.equal(launched.stderr, '', 'no warning: node never saw the variable');
   assert.match(launched.stdout, /declarative container engine/);
@@ -59,5 +59,29 @@ test('a pull over TLS trusts the certificates NODE_EXTRA_CA_CERTS names', async 
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     }
+  });
+});
+
+test('the command runs the bundle with a code cache per command, made again when V8 rejects it', async () => {
+  await withTempDir('berth-bin', async (dir) => {
+    // A copy of the command and its bundle, so this test has its own cache directory.
+    for (const f of ['bin.cjs', 'bundle.cjs']) await copyFile(join(dirname(berthCommand), f), join(dir, f));
+    const bin = join(dir, 'bin.cjs');
+    const cache = join(dir, '.code-cache', 'none.v8');
+    const run = (): string => {
+      const r = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    const help = run();
+    assert.match(help, /declarative container engine/);
+    const made = await readFile(cache);
+    assert.ok(made.length > 10_000, `a code cache of ${made.length} bytes`);
+    assert.equal((await stat(join(dir, '.code-cache'))).mode & 0o777, 0o700);
+    assert.equal(run(), help);
+    assert.ok((await readFile(cache)).equals(made), 'an accepted cache is left as it is');
+    await writeFile(cache, 'not a code cache');
+    assert.equal(run(), help, 'a damaged cache only means compiling');
+    assert.ok((await readFile(cache)).length > 10_000, 'and it is made again');
   });
 });

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { startRegistry } from '../../helpers/registry.js';
-import { berthBin, berthMain } from '../../helpers/berth.js';
+import { berthCommand, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { CTR, startContainerd } from '../common/containerd.js';
 import { benchImage, pushBenchImage, type BenchImage } from '../common/image.js';
@@ -148,11 +148,11 @@ async function checkBlobs(image: BenchImage, pathOf: (digest: string) => string,
 async function runBerth(ctx: Context): Promise<Sample> {
   const global = ['--root', join(ctx.dest, 'root'), '--state', join(ctx.dest, 'state')];
   const env = { ...process.env, DOCKER_CONFIG: join(ctx.dest, 'docker') };
-  const m = await measure(berthBin(), [...global, 'image', 'pull', '--no-unpack', ctx.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
+  const m = await measure(berthCommand, [...global, 'image', 'pull', '--no-unpack', ctx.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
   if (m.code !== 0) throw failed(`berth image pull ${ctx.ref}`, m);
   await checkBlobs(ctx.image, (d) => join(ctx.dest, 'root', 'content', 'blobs', 'sha256', d.slice('sha256:'.length)), ctx.first, 'berth');
   if (ctx.first) {
-    const v = await measure(berthBin(), [...global, 'content', 'verify'], { scratchDir: ctx.scratch, env, captureStdout: true });
+    const v = await measure(berthCommand, [...global, 'content', 'verify'], { scratchDir: ctx.scratch, env, captureStdout: true });
     if (v.code !== 0) throw failed('berth content verify', v);
   }
   return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB };

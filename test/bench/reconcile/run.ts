@@ -51,7 +51,7 @@ import { busyboxImage } from '../../fixtures/images.js';
 import { openTestSystem } from '../../helpers/berth.js';
 import { pushImage } from '../../helpers/push.js';
 import { startRegistry } from '../../helpers/registry.js';
-import { berthBin, berthMain } from '../../helpers/berth.js';
+import { berthCommand, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { processesOf } from '../common/procs.js';
@@ -137,7 +137,7 @@ class Berth {
   /** Runs to completion, untimed; stdout, or an error naming the command and its stderr. */
   async run(...args: string[]): Promise<string> {
     try {
-      return (await execFileP(berthBin(), this.args(...args), { maxBuffer: 64 << 20 })).stdout;
+      return (await execFileP(berthCommand, this.args(...args), { maxBuffer: 64 << 20 })).stdout;
     } catch (err) {
       const e = err as Error & { stderr?: string; code?: number };
       throw new Error(`berth ${args.join(' ')} exited ${e.code}: ${(e.stderr ?? '').trim().split('\n').slice(-5).join(' | ') || e.message}`);
@@ -211,10 +211,10 @@ async function planRound(b: Berth, ref: string, n: number, runs: number, timed: 
     return out;
   };
   const nodeMs = await repeat(() => timed(node, ['-e', '0'], 'node -e 0', 0));
-  const validateMs = await repeat(() => timed(berthBin(), b.args('validate', '-f', dir), 'berth validate', 0));
+  const validateMs = await repeat(() => timed(berthCommand, b.args('validate', '-f', dir), 'berth validate', 0));
   // The first command on an empty root creates the store: untimed, so every timed run opens an existing one.
-  await timed(berthBin(), b.args('plan', '-f', dir), 'berth plan (empty store, first)', 2);
-  const planEmptyMs = await repeat(() => timed(berthBin(), b.args('plan', '-f', dir), 'berth plan (empty store)', 2));
+  await timed(berthCommand, b.args('plan', '-f', dir), 'berth plan (empty store, first)', 2);
+  const planEmptyMs = await repeat(() => timed(berthCommand, b.args('plan', '-f', dir), 'berth plan (empty store)', 2));
 
   const t = process.hrtime.bigint();
   await b.run('apply', '-f', dir);
@@ -227,7 +227,7 @@ async function planRound(b: Berth, ref: string, n: number, runs: number, timed: 
   const planMs: number[] = [];
   const planPeakRssKiB: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const m = await timedM(berthBin(), b.args('plan', '-f', dir));
+    const m = await timedM(berthCommand, b.args('plan', '-f', dir));
     if (m.code !== 0) throw failed('berth plan (converged; expected exit 0, nothing to do)', m);
     planMs.push(m.wallMs);
     planPeakRssKiB.push(m.peakRssKiB);
@@ -248,7 +248,7 @@ interface PlanProfile {
 async function profilePlan(b: Berth, dir: string, scratch: string): Promise<PlanProfile> {
   const profDir = await mkdtemp(join(scratch, 'prof-'));
   const start = process.hrtime.bigint();
-  // node's own flags need node on the command line: the environment is made as berth's first line makes it.
+  // Unbundled main.js, so the profile names modules; node's flags need node on the command line, and the environment is made as the command's first line makes it.
   const { NODE_EXTRA_CA_CERTS: extraCA, ...rest } = process.env;
   const env = { ...rest, BERTH_EXTRA_CA_CERTS: extraCA ?? '' };
   const m = await measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', String(PROFILE_INTERVAL_US), berthMain, ...b.args('plan', '-f', dir)], { scratchDir: scratch, env });
@@ -258,7 +258,7 @@ async function profilePlan(b: Berth, dir: string, scratch: string): Promise<Plan
   const summary = await summarizeProfile(join(profDir, file), PROFILE_INTERVAL_US);
 
   const out = join(scratch, 'strace.txt');
-  await execFileP(STRACE, ['-f', '-c', '-o', out, berthBin(), ...b.args('plan', '-f', dir)]).catch((err: Error & { code?: number }) => {
+  await execFileP(STRACE, ['-f', '-c', '-o', out, berthCommand, ...b.args('plan', '-f', dir)]).catch((err: Error & { code?: number }) => {
     if (err.code !== 0) throw new Error(`strace -f -c berth plan failed: ${err.message}`);
   });
   const rows = (await readFile(out, 'utf8')).split('\n').map((l) => l.trim().split(/\s+/));
@@ -431,7 +431,7 @@ async function editRound(b: Berth, ref: string, edits: number, cleanup: Cleanup)
   await mkdir(logDir, { recursive: true });
 
   const logs: DaemonLog[] = [];
-  const daemon: ChildProcess = spawn(berthBin(), b.args('-o', 'json', '--log-level', 'debug', 'daemon', '-f', dir), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon: ChildProcess = spawn(berthCommand, b.args('-o', 'json', '--log-level', 'debug', 'daemon', '-f', dir), { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((r) => daemon.once('exit', () => r()));
   const stopDaemon = cleanup.defer('stop the daemon', async () => {
     if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGTERM');
@@ -606,7 +606,7 @@ function profileText(p: PlanProfile, f: (x: number | undefined, d?: number) => s
   const shown = s.parts.filter((x) => x.ms >= 5);
   const small = s.parts.filter((x) => x.ms < 5);
   return [
-    `where one converged plan's time goes (round 1; node --cpu-prof, ${PROFILE_INTERVAL_US} us interval; wall ${f(p.wallMs)} ms under the profiler):`,
+    `where one converged plan's time goes (round 1; node --cpu-prof of dist/src/main.js unbundled, so time is told by module; ${PROFILE_INTERVAL_US} us interval; wall ${f(p.wallMs)} ms under the profiler):`,
     `  spawn -> profiler start (node bootstrap) ${f(p.beforeProfileMs)} ms; profiled ${f(s.profiledMs)} ms, of which ${f(s.gapsMs)} ms the thread did not run (gaps between samples); after it (exit) ${f(p.wallMs - p.beforeProfileMs - s.profiledMs)} ms`,
     pad([
       ['part (innermost frame that names one)', 'ms', '%', 'first at', 'last at'],

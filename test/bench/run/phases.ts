@@ -3,12 +3,12 @@
  * its process tree:
  *
  *   strace -f --seccomp-bpf -ttt -e trace=execve,exit_group,openat -e signal=none -o TRACE \
- *     node dist/src/main.js --root R --state S run --rm IMAGE -- true
+ *     dist/src/bin.cjs --root R --state S run --rm IMAGE -- true
  *   node dist/test/bench/run/phases.js TRACE
  *
  * --seccomp-bpf stops only at the traced calls, so the overhead is small
  * (a few per cent; openat makes module loading a little slower). Phases run
- * from one landmark to the next: main.js opened, the metadata store opened,
+ * from one landmark to the next: berth's code opened, the metadata store opened,
  * each helper process's exec and exit (mount, conmon, runc create/start/
  * delete, umount, rm), and berth's exit. A landmark that is missing (the
  * code changed, say mount(2) is called directly) is reported, not guessed.
@@ -54,7 +54,7 @@ function main(): number {
     return [exec.ms, find(`${what} exit`, (e) => e.pid === exec.pid && e.call.startsWith('+++ exited'))?.ms];
   };
 
-  const mainJs = opened('main.js opened', /dist\/src\/main\.js"/);
+  const mainJs = opened("berth's code opened (bundle.cjs, or main.js unbundled)", /dist\/src\/(bundle\.cjs|main\.js)"/);
   const meta = opened('metadata store opened', /\/meta\/data\.mdb"/);
   const [mountExec, mountExit] = helper('mount', /^execve\("[^"]*\/mount"/);
   const [conmonExec] = helper('conmon', /^execve\("[^"]*\/conmon"/);
@@ -66,8 +66,8 @@ function main(): number {
   const end = find('berth exit', (e) => e.pid === start.pid && e.call.startsWith('+++ exited'))?.ms;
 
   const phases: Array<[string, number | undefined, number | undefined]> = [
-    ['node start (exec -> main.js opened)', start.ms, mainJs],
-    ['static module graph (main.js -> metadata store opened)', mainJs, meta],
+    ['node start (exec -> berth code opened)', start.ms, mainJs],
+    ['berth start-up (its code -> metadata store opened)', mainJs, meta],
     ['metadata open, lazy imports (containers, snapshots), snapshot prepare', meta, mountExec],
     ['mount the rootfs overlay (mount process)', mountExec, mountExit],
     ['bundle: spec, config.json, metadata updates', mountExit, conmonExec],

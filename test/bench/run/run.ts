@@ -36,7 +36,7 @@ import { parseArgs, promisify } from 'node:util';
 import { busyboxImage } from '../../fixtures/images.js';
 import { pushImage } from '../../helpers/push.js';
 import { startRegistry } from '../../helpers/registry.js';
-import { berthBin, berthMain } from '../../helpers/berth.js';
+import { berthCommand, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { CONTAINERD, CONTAINERD_SHIM, CTR, startContainerd, type Containerd } from '../common/containerd.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
@@ -146,7 +146,7 @@ function timed(cmd: Cmd, scratch: string): Promise<Measured> {
 function berthEngine(dir: string, ref: string): Engine {
   const root = join(dir, 'root');
   const state = join(dir, 'state');
-  const berth = (...args: string[]): Cmd => [berthBin(), ['--root', root, '--state', state, ...args]];
+  const berth = (...args: string[]): Cmd => [berthCommand, ['--root', root, '--state', state, ...args]];
   const runcRoot = join(state, 'runc');
   return {
     monitor: 'conmon',

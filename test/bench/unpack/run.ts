@@ -38,7 +38,7 @@ import { chainIds } from '../../../src/oci/chainid.js';
 import type { Digest } from '../../../src/oci/digest.js';
 import { startRegistry } from '../../helpers/registry.js';
 import { describeTree, diffTrees, overlayLeaks, type TreeEntry } from '../../helpers/tree.js';
-import { berthBin, berthMain } from '../../helpers/berth.js';
+import { berthCommand, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { CTR, mountImage, startContainerd } from '../common/containerd.js';
 import { debianRootfsLayer, DEBOOTSTRAP } from '../common/debian.js';
@@ -210,7 +210,7 @@ function topChainId(image: BenchImage): Digest {
 async function runBerth(ctx: Context): Promise<Outcome> {
   const global = ['--root', join(ctx.dest, 'lib'), '--state', join(ctx.dest, 'run')];
   const env = { ...process.env, DOCKER_CONFIG: join(ctx.dest, 'docker') };
-  const m = await measure(berthBin(), [...global, 'image', 'pull', ctx.set.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
+  const m = await measure(berthCommand, [...global, 'image', 'pull', ctx.set.ref], { scratchDir: ctx.scratch, env, captureStdout: true });
   if (m.code !== 0) throw failed(`berth image pull ${ctx.set.ref}`, m);
   // berth is loaded only here, so the containerd and tar sides run even while berth's modules do not load.
   const top = topChainId(ctx.set.image);

@@ -1,0 +1,56 @@
+/**
+ * Writes dist/src/bundle.cjs, and makes dist/src/bin.cjs executable: berth's modules (tsc's output under dist/src)
+ * and their pure-JavaScript dependencies in one CommonJS file, which
+ * dist/src/bin.cjs (src/bin.cts) runs with a V8 code cache. Node 20 resolves,
+ * reads, compiles and links each of an ES module graph's ~100 files one by
+ * one and caches no code for them; one script with cached code starts in
+ * a fraction of that. lmdb and koffi (native addons, loaded by require)
+ * stay outside, loaded from node_modules as before. Nothing in the bundle
+ * may import() a module outside it: code that V8 took from a code cache has
+ * lost the host options that dynamic import needs (node 20 then throws "A
+ * dynamic import callback was not specified"); the build fails if one does.
+ *
+ * Each module keeps its own import.meta.url (the URL of its file under
+ * dist/src, which tsc wrote), so paths relative to a module (the schemas,
+ * worker threads, createRequire) mean what they mean unbundled.
+ *
+ *   node dist/scripts/bundle.js        (part of npm run build)
+ */
+import { build, type Plugin } from 'esbuild';
+import { chmod, readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const src = fileURLToPath(new URL('../src/', import.meta.url));
+
+const moduleUrls: Plugin = {
+  name: 'module-urls',
+  setup(b) {
+    b.onLoad({ filter: /\/dist\/src\/.*\.js$/ }, async (args) => {
+      const rel = relative(src, args.path);
+      // main.js's first line is for running it directly; bin.cts has its own.
+      const text = (await readFile(args.path, 'utf8')).replace(/^#!.*\n/, '');
+      return { contents: text.replace(/\bimport\.meta\.url\b/g, `__berthModuleUrl(${JSON.stringify(rel)})`), loader: 'js' };
+    });
+  },
+};
+
+const result = await build({
+  entryPoints: [`${src}main.js`],
+  outfile: `${src}bundle.cjs`,
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  external: ['lmdb', 'koffi'],
+  plugins: [moduleUrls],
+  banner: { js: "const __berthModuleUrl = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+if (result.errors.length) process.exitCode = 1;
+const text = await readFile(`${src}bundle.cjs`, 'utf8');
+const dynamic = /[^\w$.]import\(\s*["'`]/.exec(text);
+if (dynamic) throw new Error(`bundle.cjs imports a module outside the bundle dynamically (${text.slice(dynamic.index, dynamic.index + 60)}); bundle it or require() it`);
+// tsc does not keep the execute bit; the command is run as a program (its first line matters).
+await chmod(`${src}bin.cjs`, 0o755);
