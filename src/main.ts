@@ -5,8 +5,7 @@
  * that touches `process`.
  */
 import { constants as osConstants, homedir } from 'node:os';
-import { runCli } from './cli/run.js';
-import { hostPlatform } from './oci/platform.js';
+import { remoteSocket, runRemote } from './cli/remote.js';
 
 function isAlive(pid: number): boolean {
   try {
@@ -17,22 +16,32 @@ function isAlive(pid: number): boolean {
   }
 }
 
-const code = await runCli(process.argv.slice(2), {
-  env: process.env,
-  stdout: process.stdout,
-  stderr: process.stderr,
-  home: homedir(),
-  pid: process.pid,
-  isAlive,
-  hostPlatform: hostPlatform(process.platform, process.arch),
-  stdio: [0, 1, 2],
-  onSignal(fn) {
-    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((name) => {
-      const h = (): void => fn(osConstants.signals[name]);
-      process.on(name, h);
-      return [name, h] as const;
-    });
-    return () => handlers.forEach(([name, h]) => process.off(name, h));
-  },
-});
-process.exitCode = code;
+function onSignal(fn: (signal: number) => void): () => void {
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((name) => {
+    const h = (): void => fn(osConstants.signals[name]);
+    process.on(name, h);
+    return [name, h] as const;
+  });
+  return () => handlers.forEach(([name, h]) => process.off(name, h));
+}
+
+const argv = process.argv.slice(2);
+// A container command goes to the running daemon when there is one (cli/remote.ts): only that module is loaded for it.
+const socket = remoteSocket(argv, process.env, process.cwd());
+const served = socket === undefined ? undefined : await runRemote(argv, socket, { env: process.env, cwd: process.cwd(), stdout: process.stdout, stderr: process.stderr, onSignal });
+process.exitCode = served ?? (await runLocally());
+
+async function runLocally(): Promise<number> {
+  const [{ runCli }, { hostPlatform }] = await Promise.all([import('./cli/run.js'), import('./oci/platform.js')]);
+  return runCli(argv, {
+    env: process.env,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    home: homedir(),
+    pid: process.pid,
+    isAlive,
+    hostPlatform: hostPlatform(process.platform, process.arch),
+    stdio: [0, 1, 2],
+    onSignal,
+  });
+}
