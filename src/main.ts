@@ -28,7 +28,10 @@ function onSignal(fn: (signal: number) => void): () => void {
 const argv = process.argv.slice(2);
 // A container command goes to the running daemon when there is one (cli/remote.ts): only that module is loaded for it.
 const socket = remoteSocket(argv, process.env, process.cwd());
-const served = socket === undefined ? undefined : await runRemote(argv, socket, { env: process.env, cwd: process.cwd(), stdout: process.stdout, stderr: process.stderr, onSignal });
+const served =
+  socket === undefined
+    ? undefined
+    : await runRemote(argv, socket, { env: process.env, cwd: process.cwd(), stdout: process.stdout, stderr: process.stderr, onSignal, die: (signal) => process.kill(process.pid, signal) });
 process.exitCode = served ?? (await runLocally());
 
 async function runLocally(): Promise<number> {

@@ -19,7 +19,11 @@ import type { StoredEvent } from '../metadata/store.js';
  *                             its first line the command, later lines
  *                             {"signal": N} to pass on while it runs; the
  *                             answer is NDJSON frames {"stdout": "..."},
- *                             {"stderr": "..."}, last {"exit": N}. A line the
+ *                             {"stderr": "..."}, last {"exit": N}; a signal
+ *                             the command does not handle is answered with
+ *                             {"signal": N} (the client dies of it, as it
+ *                             would have locally) and ends the session as if
+ *                             the client had gone. A line the
  *                             daemon does not run is answered 409 before any
  *                             frame (the client runs it itself). A client that
  *                             disconnects before the exit frame counts as gone.
@@ -157,13 +161,6 @@ export async function startApiServer(socketPath: string, handlers: ApiHandlers, 
     const gone = new AbortController();
     sessions.add(gone);
     const listeners = new Set<(signal: number) => void>();
-    // Later lines: signals, until the client ends its body or goes.
-    void (async () => {
-      for await (const line of { [Symbol.asyncIterator]: () => lines }) {
-        const signal = (line as { signal?: unknown }).signal;
-        if (Number.isSafeInteger(signal) && (signal as number) > 0) for (const fn of listeners) fn(signal as number);
-      }
-    })().catch(() => {});
     let ended = false;
     res.on('close', () => {
       if (!ended) gone.abort();
@@ -172,6 +169,19 @@ export async function startApiServer(socketPath: string, handlers: ApiHandlers, 
       if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
       if (!res.destroyed && !res.writableEnded) res.write(JSON.stringify(f) + '\n');
     };
+    // Later lines: signals, until the client ends its body or goes.
+    void (async () => {
+      for await (const line of { [Symbol.asyncIterator]: () => lines }) {
+        const signal = (line as { signal?: unknown }).signal;
+        if (!Number.isSafeInteger(signal) || (signal as number) <= 0) continue;
+        if (listeners.size) for (const fn of listeners) fn(signal as number);
+        else {
+          frame({ signal });
+          res.end();
+          gone.abort();
+        }
+      }
+    })().catch(() => {});
     try {
       const result = await run(request, {
         stdout: (text) => frame({ stdout: text }),

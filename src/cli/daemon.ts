@@ -124,6 +124,7 @@ const daemon: Command = {
             const cwd = req.cwd;
             const same = (a: string | undefined, b: string | undefined): boolean => (a === undefined || b === undefined ? a === b : resolve(cwd, a) === resolve(b));
             const env = servedEnv(req.env);
+            const began = Date.now();
             const result = await ctx.serve(
               req.argv,
               {
@@ -152,7 +153,7 @@ const daemon: Command = {
                 },
               },
             );
-            if (typeof result === 'number') ctx.logger.debug('served command', { argv: req.argv, cwd, exit: result });
+            if (typeof result === 'number') ctx.logger.debug('served command', { argv: req.argv, cwd, exit: result, durationMs: Date.now() - began });
             else ctx.logger.debug('command line left to the client', { argv: req.argv, reason: result.refused });
             return result;
           },

@@ -29,6 +29,8 @@ export interface RemoteProcess {
   stderr: { write(s: string): unknown; isTTY?: boolean };
   /** Calls fn with the number of SIGINT, SIGTERM or SIGHUP when the process gets one; returns a function that stops. */
   onSignal(fn: (signal: number) => void): () => void;
+  /** Ends the process by the signal (its handlers are off): the command did not handle it, so it ends the client as it would a local berth. */
+  die(signal: number): void;
 }
 
 /**
@@ -95,7 +97,7 @@ export function runRemote(argv: string[], socket: string, proc: RemoteProcess): 
           const line = buf.slice(0, i);
           buf = buf.slice(i + 1);
           if (!line) continue;
-          let f: { stdout?: string; stderr?: string; exit?: number };
+          let f: { stdout?: string; stderr?: string; exit?: number; signal?: number };
           try {
             f = JSON.parse(line) as typeof f;
           } catch {
@@ -105,9 +107,16 @@ export function runRemote(argv: string[], socket: string, proc: RemoteProcess): 
           if (f.stdout !== undefined) proc.stdout.write(f.stdout);
           if (f.stderr !== undefined) proc.stderr.write(f.stderr);
           if (f.exit !== undefined) exit = f.exit;
+          if (f.signal !== undefined) {
+            // The daemon finishes the command as it does for a client that went away (a foreground run stops its container).
+            done(128 + f.signal);
+            proc.die(f.signal);
+            return;
+          }
         }
       });
       res.on('end', () => {
+        if (settled) return;
         req.end();
         if (exit === undefined) proc.stderr.write(`berth: error: the daemon at ${socket} ended the command without an exit code\n`);
         done(exit ?? 1);

@@ -135,6 +135,27 @@ describe('container commands through the daemon', () => {
     });
   });
 
+  test('a signal the command does not handle ends the client by it, as locally: SIGINT to logs -f', async () => {
+    await withDaemon(async (root, daemon, names) => {
+      names.push('chatty');
+      await berthOk(root, ['run', '-d', '--name', 'chatty', img.busybox, '--', 'sh', '-c', 'echo first; sleep 600']);
+      const { child, done } = startBerth(root, ['logs', '-f', 'chatty']);
+      try {
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        await eventually('logs -f to print', async () => (out.includes('first') ? true : undefined));
+        child.kill('SIGINT');
+        const res = await done;
+        assert.deepEqual([res.code, res.signal, res.stdout], [null, 'SIGINT', 'first\n'], describeResult(res));
+        // The daemon's logs -f ended too (it logs a served line when the command is done).
+        await eventually('the daemon to finish logs -f', async () => (servedLine(daemon, '"logs","-f","chatty"]') ? true : undefined));
+        assert.equal((await psOne(root, 'chatty')).state, 'running', 'a signal to logs -f is not the container\'s');
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+  });
+
   test('a foreground run --rm whose client is SIGKILLed is stopped and removed by the daemon', async () => {
     await withDaemon(async (root, daemon, names) => {
       names.push('orphan');
