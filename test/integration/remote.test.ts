@@ -181,7 +181,7 @@ describe('container commands through the daemon', () => {
       assert.equal(res.code, 0, describeResult(res));
       assert.equal(res.stdout, 'from-the-client\n');
       // The daemon's System logged on the command's behalf reaches the client at its level.
-      assert.match(res.stderr, / DEBUG /, res.stderr);
+      assert.match(res.stderr, / DEBUG snapshot created module=snapshots /, res.stderr);
       assert.ok(servedLine(daemon, '"bind"'));
     });
   });
