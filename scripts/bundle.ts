@@ -1,5 +1,7 @@
 /**
- * Writes dist/src/bundle.cjs, and makes dist/src/bin.cjs executable: berth's modules (tsc's output under dist/src)
+ * Writes dist/src/bundle.cjs and dist/src/remote.cjs (cli/remote.ts alone,
+ * the thin client of a running daemon), and makes dist/src/bin.cjs executable.
+ * bundle.cjs: berth's modules (tsc's output under dist/src)
  * and their pure-JavaScript dependencies in one CommonJS file, which
  * dist/src/bin.cjs (src/bin.cts) runs with a V8 code cache. Node 20 resolves,
  * reads, compiles and links each of an ES module graph's ~100 files one by
@@ -16,7 +18,7 @@
  *
  *   node dist/scripts/bundle.js        (part of npm run build)
  */
-import { build, type Plugin } from 'esbuild';
+import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { chmod, readFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,9 +37,7 @@ const moduleUrls: Plugin = {
   },
 };
 
-const result = await build({
-  entryPoints: [`${src}main.js`],
-  outfile: `${src}bundle.cjs`,
+const common = {
   bundle: true,
   format: 'cjs',
   platform: 'node',
@@ -47,10 +47,15 @@ const result = await build({
   banner: { js: "const __berthModuleUrl = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
   legalComments: 'none',
   logLevel: 'warning',
-});
-if (result.errors.length) process.exitCode = 1;
-const text = await readFile(`${src}bundle.cjs`, 'utf8');
-const dynamic = /[^\w$.]import\(\s*["'`]/.exec(text);
-if (dynamic) throw new Error(`bundle.cjs imports a module outside the bundle dynamically (${text.slice(dynamic.index, dynamic.index + 60)}); bundle it or require() it`);
+} satisfies BuildOptions;
+
+// Everything, for the lines this process runs; and the thin client alone, for the lines a daemon serves.
+for (const [entry, out] of [['main.js', 'bundle.cjs'], ['cli/remote.js', 'remote.cjs']] as const) {
+  const result = await build({ ...common, entryPoints: [`${src}${entry}`], outfile: `${src}${out}` });
+  if (result.errors.length) throw new Error(`bundling ${entry} failed`);
+  const text = await readFile(`${src}${out}`, 'utf8');
+  const dynamic = /[^\w$.]import\(\s*["'`]/.exec(text);
+  if (dynamic) throw new Error(`${out} imports a module outside the bundle dynamically (${text.slice(dynamic.index, dynamic.index + 60)}); bundle it or require() it`);
+}
 // tsc does not keep the execute bit; the command is run as a program (its first line matters).
 await chmod(`${src}bin.cjs`, 0o755);

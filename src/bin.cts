@@ -1,6 +1,9 @@
 #!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS BERTH_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node
 /**
- * The `berth` command. It runs main.ts from bundle.cjs (scripts/bundle.ts:
+ * The `berth` command. A container command goes first to a running daemon
+ * through remote.cjs (cli/remote.ts bundled alone: node:http and little
+ * else), as ctr is a client of containerd. Any other line, or one no daemon
+ * takes, runs here: main.ts's runLocally from bundle.cjs (scripts/bundle.ts:
  * berth in one CommonJS file) with a V8 code cache per command, or main.js
  * itself where no bundle was built. Start-up is most of a `berth plan` or
  * `berth run`: node 20 loads an ES module graph file by file and keeps no
@@ -23,6 +26,13 @@ import { join } from 'node:path';
 import { Script } from 'node:vm';
 
 const bundle = join(__dirname, 'bundle.cjs');
+const remote = join(__dirname, 'remote.cjs');
+
+/** What main.ts exports, and remote.cjs the first of. */
+interface Entry {
+  serveFromDaemon(argv: string[]): Promise<number | undefined>;
+  runLocally(argv: string[]): Promise<number>;
+}
 
 /** Global options that take a value, so their value is not taken for the command. */
 const VALUED = new Set(['--root', '--state', '--log-level', '-o', '--output', '--registry-config']);
@@ -43,7 +53,8 @@ function commandKey(argv: readonly string[]): string {
   return words.join('-') || 'none';
 }
 
-function runBundle(): void {
+/** main.ts's exports, from the bundle with this command's code cache. */
+function loadBundle(): Entry {
   const source = readFileSync(bundle, 'utf8');
   const dir = join(__dirname, '.code-cache');
   const file = join(dir, `${commandKey(process.argv.slice(2))}.v8`);
@@ -70,9 +81,20 @@ function runBundle(): void {
       }
     });
   }
-  const module = { exports: {} };
+  const module = { exports: {} as Entry };
   (script.runInThisContext() as (...a: unknown[]) => void).call(module.exports, module.exports, createRequire(bundle), module, bundle, __dirname);
+  return module.exports;
 }
 
-if (existsSync(bundle)) runBundle();
-else void import('./main.js');
+async function run(argv: string[]): Promise<number> {
+  if (!existsSync(bundle)) {
+    const main = (await import('./main.js')) as Entry;
+    return (await main.serveFromDaemon(argv)) ?? (await main.runLocally(argv));
+  }
+  const served = existsSync(remote) ? await (require(remote) as Pick<Entry, 'serveFromDaemon'>).serveFromDaemon(argv) : undefined;
+  return served ?? (await loadBundle().runLocally(argv));
+}
+
+void run(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -4,12 +4,15 @@
  * CLI and turns its result into the exit code. The only place besides cli/
  * that touches `process`.
  *
- * The `berth` command is bin.cts, which runs this module from the bundle;
- * run directly, this file's first line does what bin.cts's does (see there).
+ * The `berth` command is bin.cts: it asks a running daemon first (through
+ * cli/remote.ts alone, bundled on its own), then runs `runLocally` from the
+ * bundle. Run directly (`node dist/src/main.js`), this module does the same
+ * itself, and its first line does what bin.cts's does (see there).
  */
-import { constants as osConstants, homedir } from 'node:os';
-import { runCli } from './cli/run.js';
-import { hostPlatform } from './oci/platform.js';
+import { realpathSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { onProcessSignal, serveFromDaemon } from './cli/remote.js';
 
 function isAlive(pid: number): boolean {
   try {
@@ -20,24 +23,36 @@ function isAlive(pid: number): boolean {
   }
 }
 
-// No top-level await: berth.cjs (bin.cts) runs this module bundled as CommonJS.
-void runCli(process.argv.slice(2), {
-  env: process.env,
-  stdout: process.stdout,
-  stderr: process.stderr,
-  home: homedir(),
-  pid: process.pid,
-  isAlive,
-  hostPlatform: hostPlatform(process.platform, process.arch),
-  stdio: [0, 1, 2],
-  onSignal(fn) {
-    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((name) => {
-      const h = (): void => fn(osConstants.signals[name]);
-      process.on(name, h);
-      return [name, h] as const;
+/** Runs the line in this process: the full CLI, loaded now. */
+export async function runLocally(argv: string[]): Promise<number> {
+  const [{ runCli }, { hostPlatform }] = await Promise.all([import('./cli/run.js'), import('./oci/platform.js')]);
+  return runCli(argv, {
+    env: process.env,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    home: homedir(),
+    pid: process.pid,
+    isAlive,
+    hostPlatform: hostPlatform(process.platform, process.arch),
+    stdio: [0, 1, 2],
+    onSignal: onProcessSignal,
+  });
+}
+
+/** Whether node was started on this file (not on bin.cts, which imports it). No top-level await: the bundle is CommonJS. */
+function startedHere(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (startedHere()) {
+  const argv = process.argv.slice(2);
+  void serveFromDaemon(argv)
+    .then(async (served) => served ?? (await runLocally(argv)))
+    .then((code) => {
+      process.exitCode = code;
     });
-    return () => handlers.forEach(([name, h]) => process.off(name, h));
-  },
-}).then((code) => {
-  process.exitCode = code;
-});
+}

@@ -14,6 +14,19 @@ import type { StoredEvent } from '../metadata/store.js';
  *   POST /reconcile           apply now; the body may name manifest paths
  *                             and options ({"paths": [...], "prune": true});
  *                             answers with the apply report
+ *   POST /cli                 run one container command line in the daemon
+ *                             (see CliRequest): the request body is NDJSON,
+ *                             its first line the command, later lines
+ *                             {"signal": N} to pass on while it runs; the
+ *                             answer is NDJSON frames {"stdout": "..."},
+ *                             {"stderr": "..."}, last {"exit": N}; a signal
+ *                             the command does not handle is answered with
+ *                             {"signal": N} (the client dies of it, as it
+ *                             would have locally) and ends the session as if
+ *                             the client had gone. A line the
+ *                             daemon does not run is answered 409 before any
+ *                             frame (the client runs it itself). A client that
+ *                             disconnects before the exit frame counts as gone.
  * Errors are JSON {code, message, hint} with a status that matches the code.
  */
 
@@ -25,6 +38,27 @@ export interface ApiHandlers {
   onEvents(fn: () => void): () => void;
   metrics(): Promise<string>;
   reconcile(request: ReconcileRequest): Promise<unknown>;
+  /** Runs a command line (POST /cli); its exit code, or why this daemon does not run it. */
+  cli?(request: CliRequest, session: CliSession): Promise<number | { refused: string }>;
+}
+
+export interface CliRequest {
+  argv: string[];
+  /** The client's environment, reduced to what berth reads. */
+  env: Record<string, string>;
+  /** The client's working directory: relative paths on the line mean this. */
+  cwd: string;
+  /** Whether the client's stdout and stderr are terminals. */
+  tty?: { stdout?: boolean; stderr?: boolean };
+}
+
+export interface CliSession {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** Calls fn with each signal number the client passes on; returns a function that stops. */
+  onSignal(fn: (signal: number) => void): () => void;
+  /** Aborted when the client disconnected before the exit frame, or the server closes. */
+  gone: AbortSignal;
 }
 
 export interface ReconcileRequest {
@@ -50,6 +84,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
 
 export async function startApiServer(socketPath: string, handlers: ApiHandlers, logger: Logger): Promise<ApiServer> {
   const streams = new Set<ServerResponse>();
+  const sessions = new Set<AbortController>();
   const server = createServer((req, res) => {
     void route(req, res).catch((err: unknown) => {
       const e = asBerthError(err);
@@ -72,9 +107,12 @@ export async function startApiServer(socketPath: string, handlers: ApiHandlers, 
       case 'GET /events':
         return streamEvents(req, res, url);
       case 'POST /reconcile':
-        return send(res, 200, await handlers.reconcile(await readJson(req)));
+        return send(res, 200, await handlers.reconcile((await readJson(req)) as ReconcileRequest));
+      case 'POST /cli':
+        if (handlers.cli) return serveCli(req, res, handlers.cli);
+        throw new BerthError('NOT_FOUND', 'this daemon runs no command lines');
       default:
-        throw new BerthError('NOT_FOUND', `no such endpoint: ${key}`, { hint: 'GET /status, GET /events, GET /metrics, POST /reconcile' });
+        throw new BerthError('NOT_FOUND', `no such endpoint: ${key}`, { hint: 'GET /status, GET /events, GET /metrics, POST /reconcile, POST /cli' });
     }
   }
 
@@ -115,6 +153,56 @@ export async function startApiServer(socketPath: string, handlers: ApiHandlers, 
     await pump();
   }
 
+  async function serveCli(req: IncomingMessage, res: ServerResponse, run: NonNullable<ApiHandlers['cli']>): Promise<void> {
+    const lines = ndjsonLines(req);
+    const first = await lines.next();
+    if (first.done) throw new BerthError('INVALID_ARGUMENT', 'POST /cli: the body has no command line');
+    const request = cliRequest(first.value);
+    const gone = new AbortController();
+    sessions.add(gone);
+    const listeners = new Set<(signal: number) => void>();
+    let ended = false;
+    res.on('close', () => {
+      if (!ended) gone.abort();
+    });
+    const frame = (f: Record<string, unknown>): void => {
+      if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      if (!res.destroyed && !res.writableEnded) res.write(JSON.stringify(f) + '\n');
+    };
+    // Later lines: signals, until the client ends its body or goes.
+    void (async () => {
+      for await (const line of { [Symbol.asyncIterator]: () => lines }) {
+        const signal = (line as { signal?: unknown }).signal;
+        if (!Number.isSafeInteger(signal) || (signal as number) <= 0) continue;
+        if (listeners.size) for (const fn of listeners) fn(signal as number);
+        else {
+          frame({ signal });
+          res.end();
+          gone.abort();
+        }
+      }
+    })().catch(() => {});
+    try {
+      const result = await run(request, {
+        stdout: (text) => frame({ stdout: text }),
+        stderr: (text) => frame({ stderr: text }),
+        onSignal(fn) {
+          listeners.add(fn);
+          return () => listeners.delete(fn);
+        },
+        gone: gone.signal,
+      });
+      if (typeof result !== 'number' && !res.headersSent) return send(res, 409, { code: 'FAILED_PRECONDITION', message: result.refused });
+      if (typeof result !== 'number') frame({ stderr: `berth: error: ${result.refused}\n` });
+      frame({ exit: typeof result === 'number' ? result : 1 });
+      ended = true;
+      res.end();
+    } finally {
+      ended = true;
+      sessions.delete(gone);
+    }
+  }
+
   await rm(socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -124,6 +212,8 @@ export async function startApiServer(socketPath: string, handlers: ApiHandlers, 
   return {
     async close() {
       for (const s of streams) s.end();
+      // Running command lines end as if their client had gone (a foreground run stops its container); the close waits for them.
+      for (const g of sessions) g.abort();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(socketPath, { force: true });
     },
@@ -135,7 +225,39 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body) + '\n');
 }
 
-async function readJson(req: IncomingMessage): Promise<ReconcileRequest> {
+/** The JSON values of a request body's lines, as they arrive (at most MAX_BODY bytes a line). */
+async function* ndjsonLines(req: IncomingMessage): AsyncGenerator<unknown, void, undefined> {
+  let buf = '';
+  for await (const c of req as AsyncIterable<Buffer>) {
+    buf += c.toString('utf8');
+    for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
+      const text = buf.slice(0, i).trim();
+      buf = buf.slice(i + 1);
+      if (text) yield parseJson(text);
+    }
+    if (buf.length > MAX_BODY) throw new BerthError('INVALID_ARGUMENT', `request line longer than ${MAX_BODY} bytes`);
+  }
+  if (buf.trim()) yield parseJson(buf.trim());
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new BerthError('INVALID_ARGUMENT', 'request body is not JSON');
+  }
+}
+
+function cliRequest(v: unknown): CliRequest {
+  const r = v as Partial<CliRequest> | null;
+  const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((a) => typeof a === 'string');
+  if (!r || typeof r !== 'object' || !strings(r.argv) || typeof r.cwd !== 'string' || !r.cwd.startsWith('/') || typeof r.env !== 'object' || r.env === null || !strings(Object.values(r.env))) {
+    throw new BerthError('INVALID_ARGUMENT', 'POST /cli: expected {"argv": [strings], "env": {string: string}, "cwd": "/absolute/dir"}');
+  }
+  return { argv: r.argv, env: r.env, cwd: r.cwd, ...(r.tty ? { tty: { stdout: r.tty.stdout === true, stderr: r.tty.stderr === true } } : {}) };
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of req as AsyncIterable<Buffer>) {

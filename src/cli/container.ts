@@ -50,12 +50,13 @@ function parseEnv(items: string[]): Record<string, string> {
   return env;
 }
 
-function parseVolume(v: string): ContainerMount {
+/** A bind source is relative to the directory of whoever typed the line (proc.cwd: the client's, when the daemon runs it). */
+function parseVolume(v: string, cwd: string | undefined): ContainerMount {
   const [source, target, mode, ...rest] = v.split(':');
   if (!source || !target || rest.length || (mode !== undefined && mode !== 'ro' && mode !== 'rw')) {
     throw new BerthError('INVALID_ARGUMENT', `-v ${JSON.stringify(v)}: expected SOURCE:TARGET[:ro]`);
   }
-  return { type: 'bind', source: resolve(source), target, ...(mode === 'ro' ? { readonly: true } : {}) };
+  return { type: 'bind', source: resolve(cwd ?? '', source), target, ...(mode === 'ro' ? { readonly: true } : {}) };
 }
 
 function number(ctx: CommandContext, k: string): number | undefined {
@@ -92,7 +93,7 @@ function configFrom(ctx: CommandContext): ContainerConfig {
   }
   const hostname = str(ctx, 'hostname');
   if (hostname !== undefined) c.hostname = hostname;
-  const mounts = [...list(ctx, 'volume').map(parseVolume), ...list(ctx, 'tmpfs').map((target): ContainerMount => ({ type: 'tmpfs', target }))];
+  const mounts = [...list(ctx, 'volume').map((v) => parseVolume(v, ctx.proc.cwd)), ...list(ctx, 'tmpfs').map((target): ContainerMount => ({ type: 'tmpfs', target }))];
   if (mounts.length) c.mounts = mounts;
   const add = list(ctx, 'cap-add');
   const drop = list(ctx, 'cap-drop');
@@ -162,7 +163,9 @@ const run: Command = {
 /**
  * Prints the container's output until it exits and returns its exit code.
  * SIGINT and SIGTERM to berth are passed on to the container, as docker's
- * signal proxy does.
+ * signal proxy does. When the caller is gone (proc.gone: the daemon's client
+ * disconnected) the container is stopped as `berth stop` would, so a
+ * foreground `run --rm` still ends removed rather than orphaned.
  */
 async function attach(ctx: CommandContext, service: ContainerService, name: string): Promise<number> {
   const rec = await service.record(name);
@@ -170,6 +173,14 @@ async function attach(ctx: CommandContext, service: ContainerService, name: stri
   const sys = await ctx.system();
   const runtime = await sys.runtime();
   const unforward = ctx.proc.onSignal?.((signal) => void runtime.kill(rec.id, signal).catch(() => {}));
+  const gone = ctx.proc.gone;
+  // Logged to the System's log (the daemon's): the caller's own stream is gone.
+  const onGone = (): void => {
+    sys.logger.info('the caller is gone; stopping its foreground container', { name });
+    void service.stop(name, 10_000).catch((err: unknown) => sys.logger.warn('stopping a foreground container failed', { name, error: String(err) }));
+  };
+  if (gone?.aborted) onGone();
+  else gone?.addEventListener('abort', onGone, { once: true });
   const output = (async () => {
     const { readLog } = await import('../runtime/logs.js');
     for await (const line of readLog(service.logPath(rec), { follow: { done: async () => false, signal: exited.signal } })) {
@@ -185,6 +196,7 @@ async function attach(ctx: CommandContext, service: ContainerService, name: stri
   } finally {
     exited.abort();
     unforward?.();
+    gone?.removeEventListener('abort', onGone);
   }
 }
 
@@ -308,6 +320,8 @@ const logs: Command = {
             const v = await service.get(name).catch(() => undefined);
             return !v || (v.state !== 'running' && v.state !== 'restarting');
           },
+          // A daemon's client that went away reads no more.
+          ...(ctx.proc.gone ? { signal: ctx.proc.gone } : {}),
         }
       : undefined;
     const { readLog } = await import('../runtime/logs.js');

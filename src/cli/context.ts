@@ -23,6 +23,21 @@ export interface ProcessInfo {
   stdio?: [number, number, number];
   /** Calls fn with the number of SIGINT, SIGTERM or SIGHUP when the process gets one; returns a function that stops. */
   onSignal?: (fn: (signal: number) => void) => () => void;
+  /** The directory relative paths on the command line mean (the client's, when the daemon runs the command); absent: this process's. */
+  cwd?: string;
+  /**
+   * Aborted when whoever runs the command is gone (a daemon's client that
+   * disconnected): a foreground command then stops what it started instead
+   * of waiting for a reader that will never come.
+   */
+  gone?: AbortSignal;
+}
+
+/** How the daemon runs a client's command line with its own open System. */
+export interface ServeOptions {
+  system: System;
+  /** Why this daemon does not run the line (command, resolved globals), or undefined to run it. */
+  refuse(command: string, globals: GlobalOptions): string | undefined;
 }
 
 export interface CommandContext {
@@ -32,6 +47,8 @@ export interface CommandContext {
   logger: Logger;
   /** Opens the system lazily: commands like `validate` never touch the store. */
   system(): Promise<System>;
+  /** Runs another command line in this process with an open System (the daemon serves its clients' container commands so). */
+  serve(argv: string[], proc: ProcessInfo, opts: ServeOptions): Promise<number | { refused: string }>;
 }
 
 export interface Command {

@@ -10,6 +10,19 @@ import { load, protection, reconcileDeps } from './reconcile.js';
 
 /** `berth daemon`, `berth status`, `berth events`. */
 
+/**
+ * The command lines the daemon runs for its clients (cli/remote.ts sends
+ * exactly these): the container commands that need nothing of the client's
+ * process but its output streams and signals. Not exec (it hands the
+ * client's terminal descriptors to the process), nor the rest.
+ */
+export const SERVED_COMMANDS: ReadonlySet<string> = new Set(['run', 'create', 'start', 'stop', 'rm', 'ps', 'logs']);
+
+/** The client environment a served command sees: only what berth reads. */
+function servedEnv(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('BERTH_') || k === 'DOCKER_CONFIG' || k === 'HOME' || k === 'PATH'));
+}
+
 async function loadDesired(files: string[], prune: boolean, state: string): Promise<Desired & { errors: Awaited<ReturnType<typeof load>>['errors'] }> {
   const result = await load(files, state);
   return { desired: result.desired, protect: protection(result, prune), manifestErrors: result.errors.length, errors: result.errors };
@@ -106,6 +119,44 @@ const daemon: Command = {
             const byState: Record<string, number> = {};
             for (const v of await service.list()) byState[v.state] = (byState[v.state] ?? 0) + 1;
             return metrics.render({ containersByState: byState, manifestErrors: last?.desired.manifestErrors ?? 0 });
+          },
+          async cli(req, session) {
+            const cwd = req.cwd;
+            const same = (a: string | undefined, b: string | undefined): boolean => (a === undefined || b === undefined ? a === b : resolve(cwd, a) === resolve(b));
+            const env = servedEnv(req.env);
+            const began = Date.now();
+            const result = await ctx.serve(
+              req.argv,
+              {
+                env,
+                cwd,
+                home: env.HOME ?? ctx.proc.home,
+                stdout: { write: (s: string) => session.stdout(s), isTTY: req.tty?.stdout === true },
+                stderr: { write: (s: string) => session.stderr(s), isTTY: req.tty?.stderr === true },
+                pid: ctx.proc.pid,
+                isAlive: ctx.proc.isAlive,
+                hostPlatform: ctx.proc.hostPlatform,
+                onSignal: (fn) => session.onSignal(fn),
+                gone: session.gone,
+              },
+              {
+                system: sys,
+                // Another root, state, registry configuration or credentials than this daemon's: the client runs the line itself.
+                refuse(command, g) {
+                  if (!SERVED_COMMANDS.has(command)) return `the daemon does not run "berth ${command}"`;
+                  const mine = ctx.globals;
+                  if (!same(g.root, mine.root)) return `the daemon serves --root ${mine.root}, not ${g.root}`;
+                  if (!same(g.state, mine.state)) return `the daemon serves --state ${mine.state}, not ${g.state}`;
+                  if (!same(g.registryConfig, mine.registryConfig)) return `the daemon uses --registry-config ${mine.registryConfig ?? '(none)'}, not ${g.registryConfig ?? '(none)'}`;
+                  if (!same(g.dockerConfig, mine.dockerConfig)) return `the daemon reads credentials from ${mine.dockerConfig}, not ${g.dockerConfig}`;
+                  if (!same(g.extraCAFile, mine.extraCAFile)) return `the daemon trusts NODE_EXTRA_CA_CERTS=${mine.extraCAFile ?? '(none)'}, not ${g.extraCAFile ?? '(none)'}`;
+                  return undefined;
+                },
+              },
+            );
+            if (typeof result === 'number') ctx.logger.debug('served command', { argv: req.argv, cwd, exit: result, durationMs: Date.now() - began });
+            else ctx.logger.debug('command line left to the client', { argv: req.argv, reason: result.refused });
+            return result;
           },
           async reconcile(req) {
             const paths = req.paths?.length ? req.paths.map((p) => resolve(p)) : files;

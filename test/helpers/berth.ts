@@ -61,10 +61,11 @@ export interface CliResult {
 }
 
 /** Starts the CLI; `done` resolves when it exits. */
-export function startBerth(root: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<CliResult> } {
+export function startBerth(root: string, args: string[], env: Record<string, string> = {}, cwd?: string): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(berthCommand, ['--root', join(root, 'lib'), '--state', join(root, 'run'), ...args], {
     env: { ...process.env, DOCKER_CONFIG: join(root, 'docker'), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(cwd ? { cwd } : {}),
   });
   let stdout = '';
   let stderr = '';
@@ -74,6 +75,6 @@ export function startBerth(root: string, args: string[], env: Record<string, str
   return { child, done };
 }
 
-export function runBerth(root: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return startBerth(root, args, env).done;
+export function runBerth(root: string, args: string[], env: Record<string, string> = {}, cwd?: string): Promise<CliResult> {
+  return startBerth(root, args, env, cwd).done;
 }

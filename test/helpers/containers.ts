@@ -167,9 +167,9 @@ export interface DaemonHandle {
   kill(): Promise<CliResult>;
 }
 
-/** Starts `berth daemon` on the root and waits until it supervises. */
-export async function startDaemon(root: string): Promise<DaemonHandle> {
-  const { child, done } = startBerth(root, ['--log-level', 'info', 'daemon']);
+/** Starts `berth daemon` on the root and waits until it supervises (and serves its API). */
+export async function startDaemon(root: string, logLevel: 'info' | 'debug' = 'info'): Promise<DaemonHandle> {
+  const { child, done } = startBerth(root, ['--log-level', logLevel, 'daemon']);
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const h: DaemonHandle = {

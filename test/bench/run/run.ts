@@ -1,13 +1,17 @@
 /**
- * Run benchmark: berth (runc under conmon, no daemon) vs containerd (ctr ->
- * containerd -> containerd-shim-runc-v2 -> runc), on a busybox image built in
- * code and served by Debian's docker-registry on 127.0.0.1.
+ * Run benchmark: berth (runc under conmon) vs containerd (ctr -> containerd
+ * -> containerd-shim-runc-v2 -> runc), on a busybox image built in code and
+ * served by Debian's docker-registry on 127.0.0.1. berth twice: `berthd`, the
+ * CLI as a thin client of a running `berth daemon` (cli/remote.ts), as ctr is
+ * of containerd, and `berth` with no daemon (every command a whole berth
+ * process), for information.
  *
  *   npm run bench:run -- [--rounds 3] [--containers 20] [--true-runs 5] [--json FILE]
  *
- * Each round runs berth, then ctr (interleaved round by round, so drift in
- * the machine hits both alike), each on a fresh tmpfs: berth's --root and
- * --state, containerd's root and state (a new containerd per round). The
+ * Each round runs berthd, ctr, then berth (interleaved round by round, so
+ * drift in the machine hits all alike), each on a fresh tmpfs: berth's --root
+ * and --state, containerd's root and state (a new containerd, and for berthd
+ * a new `berth daemon`, per round, started before and not timed). The
  * image is pulled and unpacked first, untimed, so only running is measured.
  * Then, per contender and round:
  *  1. `run --rm IMAGE true`, --true-runs times (after one untimed
@@ -27,7 +31,7 @@
  * target misses are reported only. Where berth's time goes within one run:
  * test/bench/run/phases.ts.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -36,7 +40,7 @@ import { parseArgs, promisify } from 'node:util';
 import { busyboxImage } from '../../fixtures/images.js';
 import { pushImage } from '../../helpers/push.js';
 import { startRegistry } from '../../helpers/registry.js';
-import { berthCommand, berthMain } from '../../helpers/berth.js';
+import { berthCommand } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { CONTAINERD, CONTAINERD_SHIM, CTR, startContainerd, type Containerd } from '../common/containerd.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
@@ -45,7 +49,8 @@ import { failed, pad, positiveInt, runBench } from '../common/report.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
 
-const CONTENDERS = ['berth', 'ctr'] as const;
+/** berthd: berth's CLI served by a running `berth daemon`; berth: no daemon. */
+const CONTENDERS = ['berthd', 'ctr', 'berth'] as const;
 type Contender = (typeof CONTENDERS)[number];
 
 const REPO = 'bench/busybox';
@@ -97,7 +102,7 @@ function options(): Options {
 function preflight(): void {
   const missing: string[] = [];
   if (process.getuid?.() !== 0) missing.push('root (mount, runc)');
-  for (const f of [GNU_TIME, '/usr/bin/docker-registry', berthMain, RUNC, CONMON, CONTAINERD, CTR, CONTAINERD_SHIM]) if (!existsSync(f)) missing.push(f);
+  for (const f of [GNU_TIME, '/usr/bin/docker-registry', berthCommand, RUNC, CONMON, CONTAINERD, CTR, CONTAINERD_SHIM]) if (!existsSync(f)) missing.push(f);
   if (missing.length) throw new Error(`cannot run: missing ${missing.join(', ')} (Debian packages: time, docker-registry, runc, conmon, containerd; berth: npx tsc -p .)`);
 }
 
@@ -122,7 +127,7 @@ interface Engine {
   listed(): Promise<{ all: string[]; running: string[] }>;
   /** The monitor processes of this round. */
   monitors(): Promise<number[]>;
-  /** containerd's pid, for the daemon's RSS; berth has no daemon. */
+  /** The daemon's pid (containerd, berth daemon), for its RSS; berth without one has none. */
   daemonPid?: number;
   /** Best effort: removes whatever a failed round left (containers, processes), before the tmpfs goes. */
   teardown(): Promise<void>;
@@ -143,7 +148,38 @@ function timed(cmd: Cmd, scratch: string): Promise<Measured> {
   return measure(cmd[0], cmd[1], { scratchDir: scratch });
 }
 
-function berthEngine(dir: string, ref: string): Engine {
+/** `berth daemon` on a round's --root/--state (no manifests), as containerd is started for ctr. */
+interface BerthDaemon {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+async function startBerthDaemon(dir: string): Promise<BerthDaemon> {
+  const child = spawn(berthCommand, ['--root', join(dir, 'root'), '--state', join(dir, 'state'), '--log-level', 'info', 'daemon'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const deadline = Date.now() + 20_000;
+  while (!err.includes('daemon supervising')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`berth daemon did not start: ${err.trim().split('\n').slice(-3).join(' | ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function berthEngine(dir: string, ref: string, daemon?: BerthDaemon): Engine {
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const berth = (...args: string[]): Cmd => [berthCommand, ['--root', root, '--state', state, ...args]];
@@ -159,6 +195,7 @@ function berthEngine(dir: string, ref: string): Engine {
       return { all: views.map((v) => v.name), running: views.filter((v) => v.state === 'running').map((v) => v.name) };
     },
     monitors: () => processesOf('conmon', dir),
+    ...(daemon ? { daemonPid: daemon.pid } : {}),
     async teardown() {
       const ids = await readdir(runcRoot).catch(() => [] as string[]);
       for (const id of ids) await untimed([RUNC, ['--root', runcRoot, 'delete', '--force', id]]).catch(() => '');
@@ -395,13 +432,14 @@ function targets(s: Map<Contender, Summary>, n: number): Target[] {
     const x = s.get(c);
     return x && !x.error && x.rounds > 0 ? x : undefined;
   };
-  const berth = ok('berth');
+  // The targets are berth's as users run it on a host with the daemon; berth without one is information (the report's table).
+  const berth = ok('berthd');
   const ctr = ok('ctr');
   const ratio = (f: (x: Summary) => Stat): number | undefined => (berth && ctr ? f(berth).median / f(ctr).median : undefined);
   return [
-    ['berth / ctr  run --rm true', ratio((x) => x.trueMs)],
-    [`berth / ctr  start ${n}`, ratio((x) => x.startMs)],
-    [`berth / ctr  stop+rm ${n}`, ratio((x) => x.removeMs)],
+    ['berthd / ctr  run --rm true', ratio((x) => x.trueMs)],
+    [`berthd / ctr  start ${n}`, ratio((x) => x.startMs)],
+    [`berthd / ctr  stop+rm ${n}`, ratio((x) => x.removeMs)],
   ].map(([name, value]) => ({
     name: name as string,
     limit: `<= ${TARGET_RATIO.toFixed(1)}x`,
@@ -423,8 +461,10 @@ function report(opts: Options, machine: Machine, summaries: Summary[], tgs: Targ
     `run benchmark: busybox image (1 layer, ~1 MiB) from docker-registry on 127.0.0.1; ${opts.rounds} round(s), interleaved ${CONTENDERS.join(' -> ')}`,
     '  each round on a fresh tmpfs (berth --root/--state; containerd root/state, a new containerd per round); image pulled and unpacked before timing',
     '  wall time = spawn to exit of the CLI process:',
-    '    berth: node start + module loading + metadata + snapshot + bundle/spec + conmon/runc create + runc start (+ wait, delete, snapshot removal)',
-    '    ctr:   the ctr process only; containerd is already running, its startup is not timed (berth has no daemon to start)',
+    '    berthd: the berth process only, a thin client (node start + one module) of a running berth daemon, whose startup is not timed;',
+    '            the daemon does metadata + snapshot + bundle/spec + conmon/runc create + runc start (+ wait, delete, snapshot removal)',
+    '    ctr:    the ctr process only; containerd is already running, its startup is not timed',
+    '    berth:  no daemon: node start + module loading + opening the store + all the daemon does above, in the one process',
     `  1. run --rm IMAGE true, ${opts.trueRuns} per round (after an untimed run of false, checked to exit 1)`,
     `  2. start: ${n} x "run -d ... sleep 1000" one after another (berth run -d --name cN; ctr run -d IMAGE cN); sum of the ${n} wall times`,
     `     stop+rm: berth rm -f c1..c${n} (one command)  vs  ctr task rm -f c1..c${n} + ctr container rm c1..c${n} (two commands, summed):`,
@@ -433,17 +473,16 @@ function report(opts: Options, machine: Machine, summaries: Summary[], tgs: Targ
     `  1-min load average ${machine.loadBefore.toFixed(2)} before, ${machine.loadAfter.toFixed(2)} after, on ${machine.cpus} CPUs`,
     '',
   ];
-  const rows = [['measurement', 'contender', 'samples', 'median', 'min', 'max', 'berth/ctr']];
-  const ratioOf = (g: (x: Summary) => Stat): string => {
-    const b = summaries.find((x) => x.contender === 'berth' && !x.error);
+  const rows = [['measurement', 'contender', 'samples', 'median', 'min', 'max', '/ ctr']];
+  const ratioOf = (s: Summary, g: (x: Summary) => Stat): string => {
     const c = summaries.find((x) => x.contender === 'ctr' && !x.error);
-    return b && c ? `${(g(b).median / g(c).median).toFixed(2)}x` : '-';
+    return s.contender !== 'ctr' && !s.error && c ? `${(g(s).median / g(c).median).toFixed(2)}x` : '';
   };
   const block = (label: string, unit: 'ms' | 's', g: (x: Summary) => Stat): void => {
     const [scale, d] = unit === 'ms' ? [1, 0] : [1000, 2];
     summaries.forEach((s, i) => {
       const st = g(s);
-      rows.push([i === 0 ? `${label} (${unit})` : '', s.contender, String(st.samples), f(st.median / scale, d), f(st.min / scale, d), f(st.max / scale, d), i === 0 ? ratioOf(g) : '']);
+      rows.push([i === 0 ? `${label} (${unit})` : '', s.contender, String(st.samples), f(st.median / scale, d), f(st.min / scale, d), f(st.max / scale, d), ratioOf(s, g)]);
     });
   };
   block('run --rm true', 'ms', (s) => s.trueMs);
@@ -454,12 +493,12 @@ function report(opts: Options, machine: Machine, summaries: Summary[], tgs: Targ
     ['contender', 'monitor', 'procs/container', 'RSS MB/container', 'PSS MB/container', 'daemon growth MB/container', 'daemon RSS MB', 'CLI peak RSS MB (run -d)'],
     ...summaries.map((s) => [
       s.contender,
-      s.contender === 'berth' ? 'conmon' : 'containerd-shim-runc-v2',
+      s.contender === 'ctr' ? 'containerd-shim-runc-v2' : 'conmon',
       f(s.monitorProcessesPerContainer),
       f(s.monitorRssMBPerContainer),
       f(s.monitorPssMBPerContainer),
       s.daemonGrowthMBPerContainer === undefined ? '- (no daemon)' : f(s.daemonGrowthMBPerContainer),
-      s.daemonRssMB === undefined ? '-' : `${f(s.daemonRssMB, 1)} (containerd)`,
+      s.daemonRssMB === undefined ? '-' : `${f(s.daemonRssMB, 1)} (${s.contender === 'ctr' ? 'containerd' : 'berth daemon'})`,
       f(s.cliPeakRssMB, 1),
     ]),
   ];
@@ -478,7 +517,7 @@ function report(opts: Options, machine: Machine, summaries: Summary[], tgs: Targ
     `memory while ${n} containers run (medians over rounds):`,
     pad(mrows),
     '  RSS counts shared pages (binary, libc) once per process; PSS divides them among the processes sharing them.',
-    `  daemon growth = containerd's VmRSS with ${n} running minus before the first start, / ${n}.`,
+    `  daemon growth = the daemon's (containerd's, berth daemon's) VmRSS with ${n} running minus before the first start, / ${n}.`,
     ...(failures.length ? ['', ...failures] : []),
     '',
     pad(trows),
@@ -518,6 +557,10 @@ async function main(): Promise<number> {
           let engine: Engine;
           if (c === 'berth') {
             engine = berthEngine(fs.path, ref);
+          } else if (c === 'berthd') {
+            const d = await startBerthDaemon(fs.path);
+            undo.push(cleanup.defer('stop berth daemon', () => d.stop()));
+            engine = berthEngine(fs.path, ref, d);
           } else {
             const cd = await startContainerd(join(fs.path, 'containerd'));
             undo.push(cleanup.defer('stop containerd', () => cd.stop()));

@@ -1,0 +1,32 @@
+/**
+ * The thin client's reading of the line (cli/remote.ts): which commands go
+ * to the daemon and which socket it looks for, without berth's parser.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { SERVED_COMMANDS } from '../../../src/cli/daemon.js';
+import { REMOTE_COMMANDS, remoteSocket } from '../../../src/cli/remote.js';
+
+describe('remoteSocket', () => {
+  test('the client sends exactly the commands the daemon serves', () => {
+    assert.deepEqual([...REMOTE_COMMANDS].sort(), [...SERVED_COMMANDS].sort());
+  });
+
+  test('container commands find --state DIR, --state=DIR, BERTH_STATE, or /run/berth', () => {
+    assert.equal(remoteSocket(['run', '--rm', 'img'], {}, '/'), '/run/berth/api.sock');
+    assert.equal(remoteSocket(['ps'], { BERTH_STATE: '/s' }, '/'), '/s/api.sock');
+    assert.equal(remoteSocket(['--state', '/x', 'ps'], { BERTH_STATE: '/s' }, '/'), '/x/api.sock');
+    assert.equal(remoteSocket(['logs', 'c', '--state=/y'], {}, '/'), '/y/api.sock');
+    assert.equal(remoteSocket(['--state', 'rel', 'stop', 'c'], {}, '/home/u'), '/home/u/rel/api.sock', 'relative to the cwd');
+    // Global options' values are not command words.
+    assert.equal(remoteSocket(['--root', 'run', '-o', 'json', '--log-level', 'debug', 'ps'], {}, '/'), '/run/berth/api.sock');
+    assert.equal(remoteSocket(['--root', 'ps', 'image', 'ls'], {}, '/'), undefined);
+  });
+
+  test('other commands, and anything after --, stay local', () => {
+    for (const argv of [['exec', 'c', '--', 'sh'], ['daemon'], ['apply', '-f', 'd'], ['image', 'pull', 'x'], ['events'], ['status'], [], ['--help'], ['--', 'run']]) {
+      assert.equal(remoteSocket(argv, {}, '/'), undefined, argv.join(' '));
+    }
+    assert.equal(remoteSocket(['run', 'img', '--', 'sh', '--state', '/nope'], {}, '/'), '/run/berth/api.sock');
+  });
+});
