@@ -15,10 +15,11 @@
  * before any code runs. berth reads it only when it opens a registry
  * connection (remotes/hosts.ts), with the same meaning.
  *
- * The code cache of a command (`plan`, `image pull`) is written after its
- * first run, next to the bundle under .code-cache/ (owner-only), and made
- * again when V8 rejects it (another node, another bundle). A cache that
- * cannot be read or written only means compiling as usual.
+ * The code cache of a command (`plan`, `image pull`; one for lines naming
+ * none) is written after its first run, next to the bundle under
+ * .code-cache/ (owner-only), and made again when V8 rejects it (another
+ * node, another bundle) or a run compiled much more than it holds. A cache
+ * that cannot be read or written only means compiling as usual.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire, wrap } from 'node:module';
@@ -28,36 +29,23 @@ import { Script } from 'node:vm';
 const bundle = join(__dirname, 'bundle.cjs');
 const remote = join(__dirname, 'remote.cjs');
 
-/** What main.ts exports, and remote.cjs the first of. */
+/** What main.ts exports. */
 interface Entry {
   serveFromDaemon(argv: string[]): Promise<number | undefined>;
   runLocally(argv: string[]): Promise<number>;
 }
 
-/** Global options that take a value, so their value is not taken for the command. */
-const VALUED = new Set(['--root', '--state', '--log-level', '-o', '--output', '--registry-config']);
-
-/** "plan", "image-pull": the command words, as a file name. */
-function commandKey(argv: readonly string[]): string {
-  const words: string[] = [];
-  for (let i = 0; i < argv.length && words.length < 2; i++) {
-    const a = argv[i]!;
-    if (a === '--') break;
-    if (a.startsWith('-')) {
-      if (VALUED.has(a)) i++;
-      continue;
-    }
-    if (!/^[a-z][a-z-]*$/.test(a)) break;
-    words.push(a);
-  }
-  return words.join('-') || 'none';
+/** What remote.cjs (cli/remote.ts) exports. */
+interface Remote {
+  serveFromDaemon(argv: string[]): Promise<number | undefined>;
+  commandOf(argv: readonly string[]): string | undefined;
 }
 
 /** main.ts's exports, from the bundle with this command's code cache. */
-function loadBundle(): Entry {
+function loadBundle(command: string | undefined): Entry {
   const source = readFileSync(bundle, 'utf8');
   const dir = join(__dirname, '.code-cache');
-  const file = join(dir, `${commandKey(process.argv.slice(2))}.v8`);
+  const file = join(dir, `${(command ?? 'none').replace(' ', '-')}.v8`);
   let cached: Buffer | undefined;
   try {
     cached = readFileSync(file);
@@ -68,19 +56,22 @@ function loadBundle(): Entry {
     filename: bundle,
     ...(cached ? { cachedData: cached } : {}),
   });
-  if (!cached || script.cachedDataRejected) {
-    // After the run, so the cache holds the functions this command compiled.
-    process.once('beforeExit', () => {
-      try {
-        mkdirSync(dir, { recursive: true, mode: 0o700 });
-        const temp = `${file}.${process.pid}.tmp`;
-        writeFileSync(temp, script.createCachedData(), { mode: 0o600 });
-        renameSync(temp, file);
-      } catch {
-        // A read-only installation runs without a cache.
-      }
-    });
-  }
+  const usable = cached !== undefined && !script.cachedDataRejected;
+  // After the run, so the cache holds the functions this command compiled (a millisecond or two). Written when there was
+  // none, V8 refused it, or this run compiled a tenth more than it held (a first `plan` on an empty store, then one with
+  // containers to look at).
+  process.once('beforeExit', () => {
+    try {
+      const data = script.createCachedData();
+      if (usable && data.length < (cached?.length ?? 0) * 1.1) return;
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const temp = `${file}.${process.pid}.tmp`;
+      writeFileSync(temp, data, { mode: 0o600 });
+      renameSync(temp, file);
+    } catch {
+      // A read-only installation runs without a cache.
+    }
+  });
   const module = { exports: {} as Entry };
   (script.runInThisContext() as (...a: unknown[]) => void).call(module.exports, module.exports, createRequire(bundle), module, bundle, __dirname);
   return module.exports;
@@ -91,8 +82,9 @@ async function run(argv: string[]): Promise<number> {
     const main = (await import('./main.js')) as Entry;
     return (await main.serveFromDaemon(argv)) ?? (await main.runLocally(argv));
   }
-  const served = existsSync(remote) ? await (require(remote) as Pick<Entry, 'serveFromDaemon'>).serveFromDaemon(argv) : undefined;
-  return served ?? (await loadBundle().runLocally(argv));
+  const client = existsSync(remote) ? (require(remote) as Remote) : undefined;
+  const served = await client?.serveFromDaemon(argv);
+  return served ?? (await loadBundle(client?.commandOf(argv)).runLocally(argv));
 }
 
 void run(process.argv.slice(2)).then((code) => {

@@ -19,6 +19,29 @@ import { join, resolve } from 'node:path';
 /** The commands the daemon serves (cli/daemon.ts SERVED_COMMANDS; a test keeps the two equal). */
 export const REMOTE_COMMANDS: ReadonlySet<string> = new Set(['run', 'create', 'start', 'stop', 'rm', 'ps', 'logs']);
 
+/** Every command of the CLI (cli/run.ts; a test keeps the two equal), for naming a command before the CLI is loaded. */
+export const COMMAND_NAMES: ReadonlySet<string> = new Set([
+  'apply', 'bundle create', 'content verify', 'create', 'daemon', 'events', 'exec', 'explain',
+  'image export', 'image import', 'image inspect', 'image ls', 'image pull', 'image rm', 'image unpack',
+  'logs', 'plan', 'ps', 'rm', 'run', 'start', 'status', 'stop', 'validate',
+]);
+
+/** The line's command ("plan", "image pull"), or undefined when it names none (then it only prints help or an error). */
+export function commandOf(argv: readonly string[]): string | undefined {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length && words.length < 2; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a.startsWith('-')) {
+      if (VALUED.has(a)) i++;
+      continue;
+    }
+    words.push(a);
+    if (COMMAND_NAMES.has(words.join(' '))) return words.join(' ');
+  }
+  return undefined;
+}
+
 /** Global options that take a value (cli/args.ts globalOptionSpec): their value is not a command word. */
 const VALUED = new Set(['--root', '--state', '--log-level', '--output', '-o', '--registry-config']);
 

@@ -73,6 +73,11 @@ function teeToServed(own: (rec: LogRecord) => void, level: LogLevel): (rec: LogR
   };
 }
 
+/** The names of every command ("plan", "image pull"). */
+export function commandNames(): string[] {
+  return commands.map((c) => c.name);
+}
+
 export function runCli(argv: string[], proc: ProcessInfo): Promise<number> {
   return execute(argv, proc, undefined) as Promise<number>;
 }

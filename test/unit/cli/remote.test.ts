@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SERVED_COMMANDS } from '../../../src/cli/daemon.js';
-import { REMOTE_COMMANDS, remoteSocket } from '../../../src/cli/remote.js';
+import { COMMAND_NAMES, commandOf, REMOTE_COMMANDS, remoteSocket } from '../../../src/cli/remote.js';
+import { commandNames } from '../../../src/cli/run.js';
 
 describe('remoteSocket', () => {
   test('the client sends exactly the commands the daemon serves', () => {
@@ -28,5 +29,19 @@ describe('remoteSocket', () => {
       assert.equal(remoteSocket(argv, {}, '/'), undefined, argv.join(' '));
     }
     assert.equal(remoteSocket(['run', 'img', '--', 'sh', '--state', '/nope'], {}, '/'), '/run/berth/api.sock');
+  });
+});
+
+describe('commandOf (names the code cache of a line, bin.cts)', () => {
+  test('knows every command of the CLI, and no other', () => {
+    assert.deepEqual([...COMMAND_NAMES].sort(), commandNames().sort());
+  });
+
+  test('the command words of a line, past global options and their values; none for a line naming no command', () => {
+    assert.equal(commandOf(['plan', '-f', 'd']), 'plan');
+    assert.equal(commandOf(['--root', '/r', '-o', 'json', 'image', 'pull', 'busybox']), 'image pull');
+    assert.equal(commandOf(['rm', '-f', 'web']), 'rm', 'a container name is not part of it');
+    assert.equal(commandOf(['run', '--name', 'x', 'img', '--', 'sh']), 'run');
+    for (const argv of [[], ['--help'], ['image'], ['imgae', 'ls'], ['--root', 'plan'], ['--', 'plan']]) assert.equal(commandOf(argv), undefined, argv.join(' '));
   });
 });
