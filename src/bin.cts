@@ -31,7 +31,6 @@ const remote = join(__dirname, 'remote.cjs');
 
 /** What main.ts exports. */
 interface Entry {
-  serveFromDaemon(argv: string[]): Promise<number | undefined>;
   runLocally(argv: string[]): Promise<number>;
 }
 
@@ -78,13 +77,13 @@ function loadBundle(command: string | undefined): Entry {
 }
 
 async function run(argv: string[]): Promise<number> {
-  if (!existsSync(bundle)) {
-    const main = (await import('./main.js')) as Entry;
-    return (await main.serveFromDaemon(argv)) ?? (await main.runLocally(argv));
-  }
-  const client = existsSync(remote) ? (require(remote) as Remote) : undefined;
-  const served = await client?.serveFromDaemon(argv);
-  return served ?? (await loadBundle(client?.commandOf(argv)).runLocally(argv));
+  // Unbundled (only tsc ran): the same two steps from dist/src's modules.
+  const bundled = existsSync(bundle) && existsSync(remote);
+  const client = bundled ? (require(remote) as Remote) : ((await import('./cli/remote.js')) as Remote);
+  const served = await client.serveFromDaemon(argv);
+  if (served !== undefined) return served;
+  const main = bundled ? loadBundle(client.commandOf(argv)) : ((await import('./main.js')) as Entry);
+  return main.runLocally(argv);
 }
 
 void run(process.argv.slice(2)).then((code) => {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -65,7 +65,7 @@ test('a pull over TLS trusts the certificates NODE_EXTRA_CA_CERTS names', async 
 test('the command runs the bundle with a code cache per command, made again when V8 rejects it', async () => {
   await withTempDir('berth-bin', async (dir) => {
     // A copy of the command and its bundle, so this test has its own cache directory.
-    for (const f of ['bin.cjs', 'bundle.cjs']) await copyFile(join(dirname(berthCommand), f), join(dir, f));
+    for (const f of ['bin.cjs', 'bundle.cjs', 'remote.cjs']) await copyFile(join(dirname(berthCommand), f), join(dir, f));
     const bin = join(dir, 'bin.cjs');
     const cache = join(dir, '.code-cache', 'none.v8');
     const run = (): string => {
@@ -83,5 +83,21 @@ test('the command runs the bundle with a code cache per command, made again when
     await writeFile(cache, 'not a code cache');
     assert.equal(run(), help, 'a damaged cache only means compiling');
     assert.ok((await readFile(cache)).length > 10_000, 'and it is made again');
+  });
+});
+
+test('without a bundle (only tsc ran) the command runs dist/src unbundled', async () => {
+  await withTempDir('berth-bin', async (dir) => {
+    // dist/src without bundle.cjs and remote.cjs: its modules linked, the command copied.
+    const src = dirname(berthCommand);
+    for (const f of await readdir(src)) if (!['bin.cjs', 'bundle.cjs', 'remote.cjs', '.code-cache'].includes(f)) await symlink(join(src, f), join(dir, f));
+    await copyFile(berthCommand, join(dir, 'bin.cjs'));
+    const r = spawnSync(process.execPath, [join(dir, 'bin.cjs'), '--help'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /declarative container engine/);
+    assert.equal(await stat(join(dir, '.code-cache')).catch(() => undefined), undefined, 'no bundle, no code cache');
+    const bad = spawnSync(process.execPath, [join(dir, 'bin.cjs'), 'frobnicate'], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /unknown command "frobnicate"/);
   });
 });
