@@ -18,8 +18,8 @@
  * The code cache of a command (`plan`, `image pull`; one for lines naming
  * none) is written after its first run, next to the bundle under
  * .code-cache/ (owner-only), and made again when V8 rejects it (another
- * node, another bundle) or a run compiled much more than it holds. A cache
- * that cannot be read or written only means compiling as usual.
+ * node, another bundle). A cache that cannot be read or written only means
+ * compiling as usual.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire, wrap } from 'node:module';
@@ -55,22 +55,19 @@ function loadBundle(command: string | undefined): Entry {
     filename: bundle,
     ...(cached ? { cachedData: cached } : {}),
   });
-  const usable = cached !== undefined && !script.cachedDataRejected;
-  // After the run, so the cache holds the functions this command compiled (a millisecond or two). Written when there was
-  // none, V8 refused it, or this run compiled a tenth more than it held (a first `plan` on an empty store, then one with
-  // containers to look at).
-  process.once('beforeExit', () => {
-    try {
-      const data = script.createCachedData();
-      if (usable && data.length < (cached?.length ?? 0) * 1.1) return;
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const temp = `${file}.${process.pid}.tmp`;
-      writeFileSync(temp, data, { mode: 0o600 });
-      renameSync(temp, file);
-    } catch {
-      // A read-only installation runs without a cache.
-    }
-  });
+  if (!cached || script.cachedDataRejected) {
+    // After the run, so the cache holds the functions this command compiled. Only then: serialising it costs ~10 ms.
+    process.once('beforeExit', () => {
+      try {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        const temp = `${file}.${process.pid}.tmp`;
+        writeFileSync(temp, script.createCachedData(), { mode: 0o600 });
+        renameSync(temp, file);
+      } catch {
+        // A read-only installation runs without a cache.
+      }
+    });
+  }
   const module = { exports: {} as Entry };
   (script.runInThisContext() as (...a: unknown[]) => void).call(module.exports, module.exports, createRequire(bundle), module, bundle, __dirname);
   return module.exports;

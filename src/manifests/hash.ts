@@ -153,17 +153,32 @@ export function diffSpecs(from: DesiredContainer, to: DesiredContainer, digests?
 }
 
 function comparable(c: DesiredContainer, imageDigest: string | undefined): Record<string, unknown> {
+  const { stopSignal, ...outside } = outsideHash(c);
+  return { ...outside, imageDigest, config: { ...canonicalConfigV1(c.config), stopSignal } };
+}
+
+/** The fields diffSpecs compares that the spec hash leaves out. */
+function outsideHash(c: DesiredContainer): Record<string, unknown> {
   return {
     image: c.image,
-    imageDigest,
     pullPolicy: c.pullPolicy,
-    config: { ...canonicalConfigV1(c.config), stopSignal: c.config.stopSignal },
+    stopSignal: c.config.stopSignal,
     restart: c.restart,
     stopTimeoutMs: c.stopTimeoutMs,
     state: c.state,
     dependsOn: c.dependsOn.length ? [...c.dependsOn].sort() : undefined,
     labels: Object.keys(c.labels).length ? c.labels : undefined,
   };
+}
+
+/**
+ * Whether diffSpecs would find nothing between two containers whose spec
+ * hashes (of one version) are equal: then only the fields outside the hash
+ * can differ, and comparing those spares serialising both configs again
+ * (plan does this for every container).
+ */
+export function sameOutsideHash(from: DesiredContainer, to: DesiredContainer): boolean {
+  return canonicalJSON(outsideHash(from)) === canonicalJSON(outsideHash(to));
 }
 
 function isMapping(v: unknown): v is Record<string, unknown> {

@@ -1,5 +1,5 @@
 import type { DesiredContainer, DesiredState, SpecChange } from '../manifests/index.js';
-import { diffSpecs, specHash, specHashVersion, specMatches } from '../manifests/index.js';
+import { diffSpecs, sameOutsideHash, specHash, specHashVersion, specMatches } from '../manifests/index.js';
 import type { Digest } from '../oci/digest.js';
 
 /**
@@ -121,7 +121,7 @@ export function plan(desired: DesiredState, actual: ActualState, opts: PlanOptio
       continue;
     }
     const was = current.managed!;
-    const diff = diffSpecs(was.spec, c, { from: current.imageDigest, to: digest });
+    const diff = was.specHash === hash && sameOutsideHash(was.spec, c) ? [] : diffSpecs(was.spec, c, { from: current.imageDigest, to: digest });
     // `hash` is in this berth's version; only a hash stored by another version is made again, in that version.
     const matches = was.specHash === hash || (specHashVersion(was.specHash) !== specHashVersion(hash) && specMatches(was.specHash, c, digest));
     if (!matches) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canonicalJSON, canonicalSpec, diffSpecs, specHash, specHashVersion, specMatches, type DesiredContainer } from '../../../src/manifests/index.js';
+import { canonicalJSON, canonicalSpec, diffSpecs, sameOutsideHash, specHash, specHashVersion, specMatches, type DesiredContainer } from '../../../src/manifests/index.js';
 import { parseManifests } from '../../../src/manifests/yaml.js';
 import { container, desired } from './fixtures.js';
 
@@ -76,6 +76,10 @@ describe('specHash', () => {
       ['name and source', { ...FULL, name: 'other', source: { file: 'x.yaml', line: 9, col: 9 } }],
     ];
     for (const [what, c] of same) assert.equal(hash(c), base, what);
+    // Equal hashes: sameOutsideHash says exactly when diffSpecs finds nothing (plan skips diffSpecs then).
+    assert.equal(sameOutsideHash(FULL, { ...FULL }), true);
+    for (const [what, c] of same) assert.equal(sameOutsideHash(FULL, c), diffSpecs(FULL, c, { from: DIGEST, to: DIGEST }).length === 0, what);
+    assert.deepEqual(same.filter(([, c]) => sameOutsideHash(FULL, c)).map(([what]) => what), ['name and source']);
   });
 
   it('changes with everything that makes the container', () => {
