@@ -27,8 +27,6 @@ export type { ManifestError, ManifestErrorCode, ManifestObject } from './check.j
  *   dropped, and so are the containers depending on them.
  */
 
-
-
 export interface LoadResult {
   /** Valid objects, in file order, then document order. */
   objects: ManifestObject[];
@@ -42,6 +40,16 @@ export interface LoadResult {
 export const MAX_MANIFEST_FILE_BYTES = 4 * 1024 * 1024;
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
+
+/** Files read or stat'ed at once. */
+const READ_BATCH = 32;
+
+/** fn over the items, READ_BATCH at a time; the results in the items' order. */
+async function inBatches<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += READ_BATCH) out.push(...(await Promise.all(items.slice(i, i + READ_BATCH).map(fn))));
+  return out;
+}
 
 /** Left behind by editors (vim .swp, emacs ~ and #…#), patch, dpkg, ucf and rpm: never manifests. */
 export function isLeftover(name: string): boolean {
@@ -80,11 +88,12 @@ async function load(paths: readonly string[], cache: ParseCache | undefined): Pr
   const parsed: ParsedObject[] = [];
   const skipped: Declared[] = [];
   const unreadable = new Set(errors.map((e) => e.file));
-  // Read (and looked up in the cache) side by side: one at a time, a hundred files are mostly waits on the thread pool.
-  const texts = await Promise.all(files.map(async (file) => {
+  // Read (and looked up in the cache) side by side, a batch at a time: one by one, a hundred files are mostly waits on
+  // the thread pool; all at once, thousands would hold as many descriptors open.
+  const texts = await inBatches(files, async (file) => {
     const text = unreadable.has(file) ? undefined : await readManifestFile(file, errors);
     return { file, text, hit: text === undefined ? undefined : await cache?.get(text) };
-  }));
+  });
   for (const { file, text, hit } of texts) {
     if (text === undefined) continue;
     const r = await parseText(text, file, cache, hit);
@@ -156,7 +165,7 @@ async function manifestFiles(paths: readonly string[], errors: ManifestError[]):
       return;
     }
     // Stat side by side, then take the entries in name order.
-    const stats = await Promise.all(entries.map((name) => stat(join(dir, name)).catch(() => undefined))); // a dangling symlink is no manifest
+    const stats = await inBatches(entries, (name) => stat(join(dir, name)).catch(() => undefined)); // a dangling symlink is no manifest
     for (const [i, name] of entries.entries()) {
       const path = join(dir, name);
       const st = stats[i];

@@ -47,6 +47,14 @@ describe('reading files and directories', () => {
     assert.deepEqual(r.objects.map((o) => `${o.source.file}:${o.source.line}:${o.source.col}`), ['all.yaml:1:1', 'all.yaml:8:1', 'all.yaml:15:1']);
   });
 
+  it('keeps name order over more files than are read at once', async () => {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 70; i++) files[`c${String(i).padStart(2, '0')}.yaml`] = container(`c${String(i).padStart(2, '0')}`);
+    const r = await load(files);
+    assert.deepEqual(where(r), []);
+    assert.deepEqual(names(r), Object.keys(files).sort().map((f) => `Container/${f.replace('.yaml', '')}`));
+  });
+
   it('ignores empty documents, comment-only documents and empty files', async () => {
     const r = await load({ 'a.yaml': `---\n# nothing here\n---\n${container('web')}---\n---\n`, 'empty.yaml': '', 'comments.yml': '# just a comment\n' });
     assert.deepEqual(where(r), []);
