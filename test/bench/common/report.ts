@@ -2,7 +2,44 @@
  * Small pieces every benchmark script shares: option parsing, sizes, the
  * error for a failed measured command, and plain-text table layout.
  */
+import { parseArgs } from 'node:util';
 import type { Measured } from './measure.js';
+
+type OptionTypes = Record<string, { type: 'string' | 'boolean' }>;
+type OptionValues<O extends OptionTypes> = { [K in keyof O]?: O[K]['type'] extends 'string' ? string : boolean };
+
+/**
+ * A benchmark's command line, parsed with `options` plus -h/--help. A bad
+ * line or -h prints the problem and `usage: <line>`, then exits 2. Returns
+ * the values and that usage function, for the bench's own checks.
+ */
+export function benchArgs<O extends OptionTypes>(line: string, options: O): { values: OptionValues<O>; usage: () => never } {
+  const usage = (): never => {
+    console.error(`usage: ${line}`);
+    process.exit(2);
+  };
+  let values: OptionValues<O> & { help?: boolean };
+  try {
+    values = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h' } } }).values as OptionValues<O> & { help?: boolean };
+  } catch (err) {
+    console.error((err as Error).message);
+    return usage();
+  }
+  if (values.help) usage();
+  return { values, usage };
+}
+
+/** The names a comma list picks from `all`, in `all`'s order (all when absent); an unknown one prints the choices and calls `usage`. */
+export function chosen<T extends string>(v: string | undefined, all: readonly T[], name: string, usage: () => never, alias: (s: string) => string = (s) => s): T[] {
+  if (v === undefined) return [...all];
+  const picked = v.split(',').map((s) => alias(s.trim())).filter(Boolean);
+  const unknown = picked.filter((s) => !(all as readonly string[]).includes(s));
+  if (unknown.length) {
+    console.error(`--${name}: unknown ${unknown.join(', ')}; choose from ${all.join(', ')}`);
+    usage();
+  }
+  return all.filter((x) => picked.includes(x));
+}
 
 /** Parses --name's value; prints the problem and calls `usage` (which exits) when it is not a positive integer. */
 export function positiveInt(v: string | undefined, name: string, dflt: number, usage: () => never): number {

@@ -21,17 +21,16 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
 import { startRegistry } from '../../helpers/registry.js';
 import { berthCommand, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { CTR, startContainerd } from '../common/containerd.js';
 import { benchImage, pushBenchImage, type BenchImage } from '../common/image.js';
 import { benchLayers, DEFAULT_CACHE_DIR, GZIP_LEVEL } from '../common/layers.js';
-import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
+import { GNU_TIME, killMeasured, measure } from '../common/measure.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
-import { failed, mib, pad, positiveInt, runBench } from '../common/report.js';
+import { benchArgs, chosen, failed, mib, pad, positiveInt, runBench } from '../common/report.js';
 
 const CONTENDERS = ['berth', 'curl', 'ctr'] as const;
 type Contender = (typeof CONTENDERS)[number];
@@ -73,42 +72,20 @@ interface Context {
   cleanup: Cleanup;
 }
 
-function usage(): never {
-  console.error('usage: node dist/test/bench/pull/run.js [--rounds N] [--layers N] [--layer-mib N] [--only berth,curl,ctr] [--json FILE] [--cache-dir DIR]');
-  process.exit(2);
-}
-
 function options(): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        rounds: { type: 'string' },
-        layers: { type: 'string' },
-        'layer-mib': { type: 'string' },
-        only: { type: 'string' },
-        json: { type: 'string' },
-        'cache-dir': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    console.error((err as Error).message);
-    usage();
-  }
-  if (values.help) usage();
-  const only = values.only === undefined ? [...CONTENDERS] : values.only.split(',').map((s) => s.trim()).filter(Boolean);
-  const unknown = only.filter((c) => !(CONTENDERS as readonly string[]).includes(c));
-  if (unknown.length) {
-    console.error(`--only: unknown contender(s) ${unknown.join(', ')}; choose from ${CONTENDERS.join(', ')}`);
-    usage();
-  }
+  const { values, usage } = benchArgs('node dist/test/bench/pull/run.js [--rounds N] [--layers N] [--layer-mib N] [--only berth,curl,ctr] [--json FILE] [--cache-dir DIR]', {
+    rounds: { type: 'string' },
+    layers: { type: 'string' },
+    'layer-mib': { type: 'string' },
+    only: { type: 'string' },
+    json: { type: 'string' },
+    'cache-dir': { type: 'string' },
+  });
   return {
     rounds: positiveInt(values.rounds, 'rounds', 3, usage),
     layers: positiveInt(values.layers, 'layers', 8, usage),
     layerMib: positiveInt(values['layer-mib'], 'layer-mib', 128, usage),
-    // Canonical order, whatever order --only listed them in.
-    only: CONTENDERS.filter((c) => only.includes(c)),
+    only: chosen(values.only, CONTENDERS, 'only', usage),
     json: values.json,
     cacheDir: values['cache-dir'] ?? DEFAULT_CACHE_DIR,
   };

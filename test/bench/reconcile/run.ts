@@ -46,7 +46,7 @@ import { existsSync, watch } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { busyboxImage } from '../../fixtures/images.js';
 import { openTestSystem } from '../../helpers/berth.js';
 import { pushImage } from '../../helpers/push.js';
@@ -55,7 +55,7 @@ import { berthCommand, berthMain } from '../../helpers/berth.js';
 import { Cleanup } from '../common/cleanup.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { processesOf } from '../common/procs.js';
-import { failed, pad, positiveInt, runBench } from '../common/report.js';
+import { benchArgs, failed, pad, positiveInt, runBench } from '../common/report.js';
 import { max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
@@ -81,29 +81,14 @@ interface Options {
   json: string | undefined;
 }
 
-function usage(): never {
-  console.error('usage: node dist/test/bench/reconcile/run.js [--rounds N] [--containers N] [--runs N] [--edits N] [--json FILE]');
-  process.exit(2);
-}
-
 function options(): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        rounds: { type: 'string' },
-        containers: { type: 'string' },
-        runs: { type: 'string' },
-        edits: { type: 'string' },
-        json: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    console.error((err as Error).message);
-    usage();
-  }
-  if (values.help) usage();
+  const { values, usage } = benchArgs('node dist/test/bench/reconcile/run.js [--rounds N] [--containers N] [--runs N] [--edits N] [--json FILE]', {
+    rounds: { type: 'string' },
+    containers: { type: 'string' },
+    runs: { type: 'string' },
+    edits: { type: 'string' },
+    json: { type: 'string' },
+  });
   return {
     rounds: positiveInt(values.rounds, 'rounds', 3, usage),
     containers: positiveInt(values.containers, 'containers', 100, usage),

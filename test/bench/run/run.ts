@@ -36,7 +36,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { busyboxImage } from '../../fixtures/images.js';
 import { pushImage } from '../../helpers/push.js';
 import { startRegistry } from '../../helpers/registry.js';
@@ -45,7 +45,7 @@ import { Cleanup } from '../common/cleanup.js';
 import { CONTAINERD, CONTAINERD_SHIM, CTR, startContainerd, type Containerd } from '../common/containerd.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { memoryOf, mountsUnder, processesOf, vmRSSKiB } from '../common/procs.js';
-import { failed, pad, positiveInt, runBench } from '../common/report.js';
+import { benchArgs, failed, pad, positiveInt, runBench } from '../common/report.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
 
@@ -69,28 +69,13 @@ interface Options {
   json: string | undefined;
 }
 
-function usage(): never {
-  console.error('usage: node dist/test/bench/run/run.js [--rounds N] [--containers N] [--true-runs N] [--json FILE]');
-  process.exit(2);
-}
-
 function options(): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        rounds: { type: 'string' },
-        containers: { type: 'string' },
-        'true-runs': { type: 'string' },
-        json: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    console.error((err as Error).message);
-    usage();
-  }
-  if (values.help) usage();
+  const { values, usage } = benchArgs('node dist/test/bench/run/run.js [--rounds N] [--containers N] [--true-runs N] [--json FILE]', {
+    rounds: { type: 'string' },
+    containers: { type: 'string' },
+    'true-runs': { type: 'string' },
+    json: { type: 'string' },
+  });
   return {
     rounds: positiveInt(values.rounds, 'rounds', 3, usage),
     containers: positiveInt(values.containers, 'containers', 20, usage),

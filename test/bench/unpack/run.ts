@@ -33,7 +33,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { chainIds } from '../../../src/oci/chainid.js';
 import type { Digest } from '../../../src/oci/digest.js';
 import { startRegistry } from '../../helpers/registry.js';
@@ -44,11 +44,11 @@ import { CTR, mountImage, startContainerd } from '../common/containerd.js';
 import { debianRootfsLayer, DEBOOTSTRAP } from '../common/debian.js';
 import { benchImage, pushBenchImage, type BenchImage } from '../common/image.js';
 import { benchLayers, DEFAULT_CACHE_DIR, GZIP_LEVEL, type BenchLayer } from '../common/layers.js';
-import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
+import { GNU_TIME, killMeasured, measure } from '../common/measure.js';
 import { smallFilesLayer } from '../common/smallfiles.js';
 import { kibToMB, max, median, min } from '../common/stats.js';
 import { mountTmpfs } from '../common/tmpfs.js';
-import { failed, mib, pad, positiveInt, runBench } from '../common/report.js';
+import { benchArgs, chosen, failed, mib, pad, positiveInt, runBench } from '../common/report.js';
 
 const execFileP = promisify(execFile);
 
@@ -106,52 +106,24 @@ interface Outcome extends Sample {
   tree?: TreeEntry[];
 }
 
-function usage(): never {
-  console.error(
-    'usage: node dist/test/bench/unpack/run.js [--rounds N] [--sets a,b,c] [--only berth,ctr,tar] [--layer-mib N] [--files N] [--no-verify] [--json FILE] [--cache-dir DIR] [--debian-mirror URL]',
-  );
-  process.exit(2);
-}
-
-function list<T extends string>(v: string | undefined, all: readonly T[], name: string, alias: (s: string) => string = (s) => s): T[] {
-  if (v === undefined) return [...all];
-  const picked = v.split(',').map((s) => alias(s.trim())).filter(Boolean);
-  const unknown = picked.filter((s) => !(all as readonly string[]).includes(s));
-  if (unknown.length) {
-    console.error(`--${name}: unknown ${unknown.join(', ')}; choose from ${all.join(', ')}`);
-    usage();
-  }
-  return all.filter((x) => picked.includes(x));
-}
-
 function options(): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        rounds: { type: 'string' },
-        sets: { type: 'string' },
-        only: { type: 'string' },
-        'layer-mib': { type: 'string' },
-        files: { type: 'string' },
-        'no-verify': { type: 'boolean' },
-        json: { type: 'string' },
-        'cache-dir': { type: 'string' },
-        'debian-mirror': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    console.error((err as Error).message);
-    usage();
-  }
-  if (values.help) usage();
+  const { values, usage } = benchArgs('node dist/test/bench/unpack/run.js [--rounds N] [--sets a,b,c] [--only berth,ctr,tar] [--layer-mib N] [--files N] [--no-verify] [--json FILE] [--cache-dir DIR] [--debian-mirror URL]', {
+    rounds: { type: 'string' },
+    sets: { type: 'string' },
+    only: { type: 'string' },
+    'layer-mib': { type: 'string' },
+    files: { type: 'string' },
+    'no-verify': { type: 'boolean' },
+    json: { type: 'string' },
+    'cache-dir': { type: 'string' },
+    'debian-mirror': { type: 'string' },
+  });
   // Sets by letter or by name: "a,c" or "big,debian".
   const byName = (s: string): string => Object.entries(SETS).find(([, n]) => n === s)?.[0] ?? s;
   return {
     rounds: positiveInt(values.rounds, 'rounds', 3, usage),
-    sets: list(values.sets, Object.keys(SETS) as SetKey[], 'sets', byName),
-    only: list(values.only, CONTENDERS, 'only'),
+    sets: chosen(values.sets, Object.keys(SETS) as SetKey[], 'sets', usage, byName),
+    only: chosen(values.only, CONTENDERS, 'only', usage),
     layerMib: positiveInt(values['layer-mib'], 'layer-mib', 128, usage),
     files: positiveInt(values.files, 'files', 100_000, usage),
     verify: !values['no-verify'],
