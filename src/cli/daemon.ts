@@ -7,21 +7,9 @@ import { positionals, writeJSON } from './context.js';
 import { parseDurationOption } from './duration.js';
 import { shortDigest, table } from './format.js';
 import { load, protection, reconcileDeps } from './reconcile.js';
+import { berthEnv, REMOTE_COMMANDS } from './remote.js';
 
 /** `berth daemon`, `berth status`, `berth events`. */
-
-/**
- * The command lines the daemon runs for its clients (cli/remote.ts sends
- * exactly these): the container commands that need nothing of the client's
- * process but its output streams and signals. Not exec (it hands the
- * client's terminal descriptors to the process), nor the rest.
- */
-export const SERVED_COMMANDS: ReadonlySet<string> = new Set(['run', 'create', 'start', 'stop', 'rm', 'ps', 'logs']);
-
-/** The client environment a served command sees: only what berth reads. */
-function servedEnv(env: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('BERTH_') || k === 'DOCKER_CONFIG' || k === 'HOME' || k === 'PATH'));
-}
 
 async function loadDesired(files: string[], prune: boolean, state: string): Promise<Desired & { errors: Awaited<ReturnType<typeof load>>['errors'] }> {
   const result = await load(files, state);
@@ -123,7 +111,7 @@ const daemon: Command = {
           async cli(req, session) {
             const cwd = req.cwd;
             const same = (a: string | undefined, b: string | undefined): boolean => (a === undefined || b === undefined ? a === b : resolve(cwd, a) === resolve(b));
-            const env = servedEnv(req.env);
+            const env = berthEnv(req.env);
             const began = Date.now();
             const result = await ctx.serve(
               req.argv,
@@ -143,7 +131,7 @@ const daemon: Command = {
                 system: sys,
                 // Another root, state, registry configuration or credentials than this daemon's: the client runs the line itself.
                 refuse(command, g) {
-                  if (!SERVED_COMMANDS.has(command)) return `the daemon does not run "berth ${command}"`;
+                  if (!REMOTE_COMMANDS.has(command)) return `the daemon does not run "berth ${command}"`;
                   const mine = ctx.globals;
                   if (!same(g.root, mine.root)) return `the daemon serves --root ${mine.root}, not ${g.root}`;
                   if (!same(g.state, mine.state)) return `the daemon serves --state ${mine.state}, not ${g.state}`;

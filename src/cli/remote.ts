@@ -16,7 +16,12 @@ import { join, resolve } from 'node:path';
  * the same code as locally, so messages and exit codes are the same.
  */
 
-/** The commands the daemon serves (cli/daemon.ts SERVED_COMMANDS; a test keeps the two equal). */
+/**
+ * The commands the daemon runs for its clients (cli/daemon.ts refuses the
+ * rest): the container commands that need nothing of the client's process
+ * but its output streams and signals. Not exec (it hands the client's
+ * terminal descriptors to the process), nor the rest.
+ */
 export const REMOTE_COMMANDS: ReadonlySet<string> = new Set(['run', 'create', 'start', 'stop', 'rm', 'ps', 'logs']);
 
 /** Every command of the CLI (cli/run.ts; a test keeps the two equal), for naming a command before the CLI is loaded. */
@@ -42,8 +47,8 @@ export function commandOf(argv: readonly string[]): string | undefined {
   return undefined;
 }
 
-/** Global options that take a value (cli/args.ts globalOptionSpec): their value is not a command word. */
-const VALUED = new Set(['--root', '--state', '--log-level', '--output', '-o', '--registry-config']);
+/** Global options that take a value (cli/args.ts globalOptionSpec; a test keeps the two equal): their value is not a command word. */
+export const VALUED = new Set(['--root', '--state', '--log-level', '--output', '-o', '--registry-config']);
 
 /** What the client needs of its process. */
 export interface RemoteProcess {
@@ -79,8 +84,11 @@ export function remoteSocket(argv: readonly string[], env: Record<string, string
   return join(resolve(cwd, state ?? env.BERTH_STATE ?? '/run/berth'), 'api.sock');
 }
 
-/** The environment the daemon may see: only the keys berth reads. */
-function sentEnv(env: Record<string, string | undefined>): Record<string, string> {
+/**
+ * Only the keys berth reads, of an environment: what the client sends, and
+ * (not trusting the client) what the daemon lets a served command see.
+ */
+export function berthEnv(env: Record<string, string | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && (k.startsWith('BERTH_') || k === 'DOCKER_CONFIG' || k === 'HOME' || k === 'PATH')) out[k] = v;
   return out;
@@ -156,7 +164,7 @@ export function runRemote(argv: string[], socket: string, proc: RemoteProcess): 
     const unlisten = proc.onSignal((signal) => {
       if (!settled) req.write(JSON.stringify({ signal }) + '\n');
     });
-    req.write(JSON.stringify({ argv, env: sentEnv(proc.env), cwd: proc.cwd, tty: { stdout: Boolean(proc.stdout.isTTY), stderr: Boolean(proc.stderr.isTTY) } }) + '\n');
+    req.write(JSON.stringify({ argv, env: berthEnv(proc.env), cwd: proc.cwd, tty: { stdout: Boolean(proc.stdout.isTTY), stderr: Boolean(proc.stderr.isTTY) } }) + '\n');
   });
 }
 

@@ -4,13 +4,18 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SERVED_COMMANDS } from '../../../src/cli/daemon.js';
-import { COMMAND_NAMES, commandOf, REMOTE_COMMANDS, remoteSocket } from '../../../src/cli/remote.js';
+import { globalOptionSpec } from '../../../src/cli/args.js';
+import { COMMAND_NAMES, commandOf, REMOTE_COMMANDS, remoteSocket, VALUED } from '../../../src/cli/remote.js';
 import { commandNames } from '../../../src/cli/run.js';
 
 describe('remoteSocket', () => {
-  test('the client sends exactly the commands the daemon serves', () => {
-    assert.deepEqual([...REMOTE_COMMANDS].sort(), [...SERVED_COMMANDS].sort());
+  test('knows which global options take a value, as the CLI does', () => {
+    const valued = Object.entries(globalOptionSpec).filter(([, o]) => o.type === 'string').flatMap(([name, o]) => [`--${name}`, ...(o.short ? [`-${o.short}`] : [])]);
+    assert.deepEqual([...VALUED].sort(), valued.sort());
+  });
+
+  test('the commands sent are the container commands that need no terminal of the client', () => {
+    assert.deepEqual([...REMOTE_COMMANDS].sort(), ['create', 'logs', 'ps', 'rm', 'run', 'start', 'stop']);
   });
 
   test('container commands find --state DIR, --state=DIR, BERTH_STATE, or /run/berth', () => {
