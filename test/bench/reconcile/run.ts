@@ -43,15 +43,13 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, watch } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdir, mkdtemp, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { busyboxImage } from '../../fixtures/images.js';
 import { openTestSystem } from '../../helpers/berth.js';
-import { pushImage } from '../../helpers/push.js';
-import { startRegistry } from '../../helpers/registry.js';
 import { berthCommand, berthMain } from '../../helpers/berth.js';
+import { busyboxRegistry } from '../common/busybox.js';
 import { Cleanup } from '../common/cleanup.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
 import { processesOf } from '../common/procs.js';
@@ -614,14 +612,7 @@ async function main(): Promise<number> {
   const cleanup = new Cleanup();
   cleanup.onSignals(killMeasured);
   try {
-    const scratch = await mkdtemp(join(tmpdir(), 'berth-bench-reconcile-'));
-    cleanup.defer(`remove ${scratch}`, () => rm(scratch, { recursive: true, force: true }));
-    const registry = await startRegistry();
-    cleanup.defer('stop registry', () => registry.stop());
-    const image = await busyboxImage();
-    await pushImage(registry.url, REPO, TAG, image);
-    const ref = `${registry.host}/${REPO}:${TAG}`;
-    console.error(`pushed ${ref} (${image.digest})`);
+    const { scratch, ref } = await busyboxRegistry(cleanup, 'reconcile', REPO, TAG);
 
     const timedM = (file: string, args: string[]): Promise<Measured> => measure(file, args, { scratchDir: scratch });
     const timed: Timed = async (file, args, what, code) => {

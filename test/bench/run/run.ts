@@ -33,14 +33,12 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { readdir, rmdir, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { busyboxImage } from '../../fixtures/images.js';
-import { pushImage } from '../../helpers/push.js';
-import { startRegistry } from '../../helpers/registry.js';
 import { berthCommand } from '../../helpers/berth.js';
+import { busyboxRegistry } from '../common/busybox.js';
 import { Cleanup } from '../common/cleanup.js';
 import { CONTAINERD, CONTAINERD_SHIM, CTR, startContainerd, type Containerd } from '../common/containerd.js';
 import { GNU_TIME, killMeasured, measure, type Measured } from '../common/measure.js';
@@ -518,15 +516,7 @@ async function main(): Promise<number> {
   const cleanup = new Cleanup();
   cleanup.onSignals(killMeasured);
   try {
-    const scratch = await mkdtemp(join(tmpdir(), 'berth-bench-run-'));
-    cleanup.defer(`remove ${scratch}`, () => rm(scratch, { recursive: true, force: true }));
-
-    const registry = await startRegistry();
-    cleanup.defer('stop registry', () => registry.stop());
-    const image = await busyboxImage();
-    await pushImage(registry.url, REPO, TAG, image);
-    const ref = `${registry.host}/${REPO}:${TAG}`;
-    console.error(`pushed ${ref} (${image.digest})`);
+    const { scratch, ref, digest } = await busyboxRegistry(cleanup, 'run', REPO, TAG);
 
     const runs: Run[] = [];
     const errors = new Map<Contender, string>();
@@ -576,7 +566,7 @@ async function main(): Promise<number> {
     const machine: Machine = { cpus: cpus().length, loadBefore, loadAfter: loadavg()[0]! };
     process.stdout.write(report(opts, machine, summaries, tgs));
     if (opts.json) {
-      const doc = { benchmark: 'run', date: new Date().toISOString(), options: opts, image: { ref, manifest: image.digest }, machine, runs, summaries, targets: tgs };
+      const doc = { benchmark: 'run', date: new Date().toISOString(), options: opts, image: { ref, manifest: digest }, machine, runs, summaries, targets: tgs };
       await writeFile(opts.json, JSON.stringify(doc, null, 2) + '\n');
     }
     return errors.size || runs.some((r) => r.wrongExits.length) ? 1 : 0;
