@@ -65,6 +65,8 @@ export interface System {
   readonly imageSource: ImageSource;
   /** Calls fn whenever a batch of events was stored in the event log; returns a function that stops. */
   onEventsStored(fn: () => void): () => void;
+  /** Resolves when every event published so far is in the event log (they are stored in batches). */
+  flushEvents(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -193,6 +195,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     runtime: getRuntime,
     containers: getContainers,
     onEventsStored: (fn) => recorder.onStored(fn),
+    flushEvents: () => recorder.flush(),
     async close() {
       await recorder.stop();
       if (resolver) await (await resolver).close();

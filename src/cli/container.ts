@@ -144,24 +144,33 @@ const run: Command = {
     const sys = await ctx.system();
     const { service, name } = await createFrom(ctx, sys, str(ctx, 'name'));
     const autoRemove = Boolean(ctx.line.values.rm);
+    const detach = Boolean(ctx.line.values.detach);
+    // A foreground --rm removes the container when it exits; that processes the exit too (in a daemon, not its supervisor).
+    const unmark = autoRemove && !detach ? service.removeOnExit(name) : () => {};
     try {
-      await service.start(name);
-    } catch (err) {
-      if (autoRemove) await service.remove(name, { force: true }).catch(() => {});
-      throw err;
+      try {
+        await service.start(name);
+      } catch (err) {
+        if (autoRemove) await service.remove(name, { force: true }).catch(() => {});
+        throw err;
+      }
+      if (detach) {
+        ctx.proc.stdout.write(`${name}\n`);
+        return 0;
+      }
+      const code = await attach(ctx, service, name);
+      if (autoRemove) await service.remove(name, { force: true });
+      else await service.processExit(name);
+      return code;
+    } finally {
+      unmark();
     }
-    if (ctx.line.values.detach) {
-      ctx.proc.stdout.write(`${name}\n`);
-      return 0;
-    }
-    const code = await attach(ctx, service, name);
-    if (autoRemove) await service.remove(name, { force: true });
-    return code;
   },
 };
 
 /**
- * Prints the container's output until it exits and returns its exit code.
+ * Prints the container's output until it exits and returns its exit code
+ * (the exit is left for the caller to process or remove).
  * SIGINT and SIGTERM to berth are passed on to the container, as docker's
  * signal proxy does. When the caller is gone (proc.gone: the daemon's client
  * disconnected) the container is stopped as `berth stop` would, so a
@@ -191,7 +200,6 @@ async function attach(ctx: CommandContext, service: ContainerService, name: stri
     const exit = await service.waitExit(name);
     exited.abort();
     await output;
-    await service.processExit(name);
     return exit.code;
   } finally {
     exited.abort();

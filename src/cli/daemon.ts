@@ -142,8 +142,11 @@ const daemon: Command = {
                 },
               },
             );
-            if (typeof result === 'number') ctx.logger.debug('served command', { argv: req.argv, cwd, exit: result, durationMs: Date.now() - began });
-            else ctx.logger.debug('command line left to the client', { argv: req.argv, reason: result.refused });
+            if (typeof result === 'number') {
+              // What the command did is in the event log when its client returns, as after a local run (which stores them as it closes).
+              await sys.flushEvents();
+              ctx.logger.debug('served command', { argv: req.argv, cwd, exit: result, durationMs: Date.now() - began });
+            } else ctx.logger.debug('command line left to the client', { argv: req.argv, reason: result.refused });
             return result;
           },
           async reconcile(req) {
@@ -156,6 +159,8 @@ const daemon: Command = {
               });
             }
             const { report, desired } = await controller.runWith('api', () => loadDesired(paths, req.paths?.length ? (req.prune ?? false) : prune, ctx.globals.state));
+            // As for a served command: the reconcile's events are in the log when `berth apply` returns.
+            await sys.flushEvents();
             return { ...report, manifestErrors: (desired as Awaited<ReturnType<typeof loadDesired>>).errors };
           },
         },

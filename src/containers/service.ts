@@ -101,6 +101,8 @@ const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
 export class ContainerService {
   private readonly now: () => Date;
+  /** Containers a caller of this process removes when they exit (a foreground `run --rm`): their exits are its to process. */
+  private readonly removedOnExit = new Set<string>();
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -330,7 +332,6 @@ export class ContainerService {
     if (!rec) return undefined;
     const exit = await runtime.exitStatus(rec.id);
     if (!exit) return undefined;
-    const ranMs = rec.status.startedAt ? exit.at.getTime() - Date.parse(rec.status.startedAt) : undefined;
     await metadata.containers.update(name, (r) => ({
       ...r,
       status: {
@@ -342,21 +343,47 @@ export class ContainerService {
       },
     }));
     await runtime.delete(rec.id, { force: true });
+    this.publishExit(rec, exit);
+    return exit;
+  }
+
+  private publishExit(rec: ContainerRecord, exit: ExitStatus): void {
+    const ranMs = rec.status.startedAt ? exit.at.getTime() - Date.parse(rec.status.startedAt) : undefined;
     this.deps.events.publish({
       type: 'container.exited',
-      name,
+      name: rec.name,
       id: rec.id,
       exitCode: exit.code,
       ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
       oomKilled: exit.oomKilled,
       ...(ranMs !== undefined ? { ranMs } : {}),
     });
-    return exit;
   }
 
-  /** Records that a restart is due (the supervisor keeps the timer). */
-  async scheduleRestart(name: string, at: Date, backoffMs: number): Promise<void> {
-    await this.deps.metadata.containers.update(name, (r) => (r.desired === 'running' ? { ...r, status: { ...r.status, nextRestartAt: at.toISOString(), backoffMs } } : undefined));
+  /**
+   * Marks the container as removed by the caller once it exits (a
+   * foreground `run --rm`), until the returned function is called: the
+   * supervisor leaves its exit alone, and remove() tells the exit and
+   * deletes the runtime state beside the unmount, not before it.
+   */
+  removeOnExit(name: string): () => void {
+    this.removedOnExit.add(name);
+    return () => this.removedOnExit.delete(name);
+  }
+
+  /** Whether a caller of this process removes the container when it exits (see removeOnExit). */
+  isRemovedOnExit(name: string): boolean {
+    return this.removedOnExit.has(name);
+  }
+
+  /**
+   * Records that a restart is due (the supervisor keeps the timer). False
+   * when the container is no longer to run (a stop came in between): then
+   * nothing is due.
+   */
+  async scheduleRestart(name: string, at: Date, backoffMs: number): Promise<boolean> {
+    const rec = await this.deps.metadata.containers.update(name, (r) => (r.desired === 'running' ? { ...r, status: { ...r.status, nextRestartAt: at.toISOString(), backoffMs } } : undefined));
+    return rec.desired === 'running' && rec.status.nextRestartAt === at.toISOString();
   }
 
   /** The restart policy gave up, or does not restart: the container stays exited. */
@@ -480,9 +507,12 @@ export class ContainerService {
         await this.deps.runtime.kill(rec.id, 9).catch(() => {});
         await this.exited(rec.id, 10_000);
       }
+      // An exit not processed yet (`run --rm` leaves it to this) is told before its record goes with the runtime state.
+      const exit = st ? await this.deps.runtime.exitStatus(rec.id) : undefined;
       // The runtime's state and the files are independent: removed side by side.
       await Promise.all([st ? this.deps.runtime.delete(rec.id, { force: true }) : undefined, this.removeFiles(rec.id), rm(this.logPath(rec), { force: true })]);
       await this.deps.metadata.containers.delete(name);
+      if (exit) this.publishExit(rec, exit);
       this.deps.events.publish({ type: 'container.removed', name, id: rec.id });
     });
   }

@@ -90,7 +90,7 @@ export class Supervisor {
   }
 
   private async onExit(name: string): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.deps.service.isRemovedOnExit(name)) return;
     const exit = await this.deps.service.processExit(name);
     if (!exit) return;
     await this.decide(name, exit.code);
@@ -105,7 +105,8 @@ export class Supervisor {
       if (d.gaveUp) this.deps.events.publish({ type: 'container.gave-up', name, id: rec.id, restartCount: rec.status.restartCount, reason: d.reason });
       return;
     }
-    await this.deps.service.scheduleRestart(name, new Date(this.now().getTime() + d.delayMs), d.backoffMs);
+    // A stop between the exit and here (it need not wait for this) wins: no restart is due.
+    if (!(await this.deps.service.scheduleRestart(name, new Date(this.now().getTime() + d.delayMs), d.backoffMs))) return;
     this.deps.events.publish({ type: 'container.restart.scheduled', name, id: rec.id, attempt: d.attempt, delayMs: d.delayMs, exitCode });
     this.schedule(name, d.delayMs);
   }

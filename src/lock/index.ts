@@ -10,7 +10,8 @@ import { BerthError } from '../errors.js';
  * killed, so no lock is ever stale and none needs breaking. The holder
  * writes who it is into the file, so a waiter that gives up can name it.
  * Each acquire opens the file anew, and flock locks belong to the open
- * file, so two acquires in one process exclude each other too.
+ * file, so two acquires in one process exclude each other too; within a
+ * process they also queue, so a release wakes the next at once.
  */
 
 export interface LockHolder {
@@ -34,37 +35,86 @@ export interface AcquireOptions {
   signal?: AbortSignal;
 }
 
-const POLL_MS = 20;
+/** Another process's hold is polled for: first soon, then every POLL_MAX_MS. */
+const POLL_FIRST_MS = 1;
+const POLL_MAX_MS = 20;
+
+/**
+ * This process's holders and waiters, by path: the tail of the queue. A
+ * waiter in this process is woken by the release itself, not by polling,
+ * and only then tries flock(2) for other processes' holds.
+ */
+const queues = new Map<string, Promise<void>>();
 
 /** Takes the lock at `path` (created 0600, its directory 0700), waiting up to timeoutMs; LOCKED naming the holder otherwise. */
 export async function acquireLock(path: string, opts: AcquireOptions): Promise<Lock> {
   const deadline = Date.now() + opts.timeoutMs;
-  // The directory of a lock is state: owner-only.
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const fh = await open(path, 'a+', 0o600);
+  const ahead = queues.get(path);
+  let leave!: () => void;
+  const gate = new Promise<void>((resolve) => (leave = resolve));
+  const tail = ahead ? ahead.then(() => gate) : gate;
+  queues.set(path, tail);
+  // Leaving (released, or given up) lets the next waiter of this process go once those ahead are done.
+  const done = (): void => {
+    leave();
+    void tail.then(() => queues.get(path) === tail && queues.delete(path));
+  };
   try {
-    while (!tryLockExclusive(fh.fd, path)) {
-      if (opts.signal?.aborted) throw new BerthError('CANCELLED', `${opts.what}: gave up waiting for the lock`);
-      if (Date.now() >= deadline) throw await lockedError(path, opts);
-      await new Promise((r) => setTimeout(r, POLL_MS));
+    if (ahead) await waitInLine(ahead, deadline, path, opts);
+    // The directory of a lock is state: owner-only.
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const fh = await open(path, 'a+', 0o600);
+    try {
+      for (let wait = POLL_FIRST_MS; !tryLockExclusive(fh.fd, path); wait = Math.min(wait * 2, POLL_MAX_MS)) {
+        if (opts.signal?.aborted) throw cancelled(opts);
+        if (Date.now() >= deadline) throw await lockedError(path, opts);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+      const holder: LockHolder = { ...opts.holder, since: new Date().toISOString() };
+      await fh.truncate(0);
+      await fh.write(JSON.stringify(holder) + '\n', 0);
+    } catch (err) {
+      await fh.close();
+      throw err;
     }
-    const holder: LockHolder = { ...opts.holder, since: new Date().toISOString() };
-    await fh.truncate(0);
-    await fh.write(JSON.stringify(holder) + '\n', 0);
+    let released = false;
+    return {
+      async release() {
+        if (released) return;
+        released = true;
+        await fh.truncate(0).catch(() => {});
+        unlock(fh.fd);
+        await fh.close();
+        done();
+      },
+    };
   } catch (err) {
-    await fh.close();
+    done();
     throw err;
   }
-  let released = false;
-  return {
-    async release() {
-      if (released) return;
-      released = true;
-      await fh.truncate(0).catch(() => {});
-      unlock(fh.fd);
-      await fh.close();
-    },
-  };
+}
+
+/** Waits for this process's holders and waiters ahead on `path`, within the deadline and the signal. */
+async function waitInLine(ahead: Promise<void>, deadline: number, path: string, opts: AcquireOptions): Promise<void> {
+  if (opts.signal?.aborted) throw cancelled(opts);
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    const outcome = await Promise.race([
+      ahead.then(() => 'free' as const),
+      new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), Math.max(0, deadline - Date.now())))),
+      new Promise<'aborted'>((resolve) => opts.signal?.addEventListener('abort', (onAbort = () => resolve('aborted')), { once: true })),
+    ]);
+    if (outcome === 'aborted') throw cancelled(opts);
+    if (outcome === 'timeout') throw await lockedError(path, opts);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function cancelled(opts: AcquireOptions): BerthError {
+  return new BerthError('CANCELLED', `${opts.what}: gave up waiting for the lock`);
 }
 
 /** Runs fn holding the lock. */

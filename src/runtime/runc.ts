@@ -262,7 +262,8 @@ export class RuncRuntime implements ContainerRuntime {
       () => {
         if (stopped) return;
         watcher = watch(this.exitDir, (_event, name) => {
-          if (name && !name.startsWith('.')) onExit(String(name));
+          // conmon writes `<id>.XXXXXX` and renames it to `<id>`; container ids have no dot.
+          if (name && !String(name).includes('.')) onExit(String(name));
         });
         watcher.on('error', (err) => this.opts.logger.error('watching exit records failed', { dir: this.exitDir, error: err.message }));
       },

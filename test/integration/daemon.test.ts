@@ -145,7 +145,7 @@ describe('berth daemon', () => {
       assert.deepEqual([stopped.state, stopped.desired, stopped.nextRestartAt], ['exited', 'stopped', undefined]);
       const mine = (events: StoredEvent[]): StoredEvent[] => events.filter((e) => (e.event as { name?: string }).name === 'crashy');
       const types = mine(await storedEvents(root)).map((e) => e.event.type);
-      assert.equal(types.at(-1), 'container.stopped');
+      assert.equal(types.at(-1), 'container.stopped', `the stop was the last event: ${types.join(' ')}`);
       assert.equal(types.at(-2), 'container.restart.scheduled', `the stop came after the restart it was to cancel: ${types.join(' ')}`);
       // Past the time the restart was due: nothing started.
       await sleep(Math.max(0, Date.parse(waiting.nextRestartAt!) - Date.now()) + 2000);

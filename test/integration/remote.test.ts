@@ -12,7 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runBerth, startBerth, type CliResult } from '../helpers/berth.js';
-import { assertNothingLeft, berthOk, describeResult, eventually, ps, psOne, pushContainerImages, removeAll, startDaemon, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
+import { assertNothingLeft, berthOk, describeResult, eventually, ps, psOne, pushContainerImages, removeAll, startDaemon, storedEvents, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { withTempDir } from '../helpers/tmp.js';
 
@@ -63,6 +63,10 @@ describe('container commands through the daemon', () => {
       assert.equal(res.stdout, 'out\n');
       assert.equal(res.stderr, 'err\n');
       assert.ok(servedLine(daemon, '"seven"'), `the daemon served the run: ${daemon.stderr()}`);
+      // Stored by the time the client returned (the daemon stores events in batches), the exit told once: by the removal, not the supervisor.
+      const events = (await storedEvents(root)).filter((e) => (e.event as { name?: string }).name === 'seven');
+      assert.deepEqual(events.map((e) => e.event.type), ['container.created', 'container.started', 'container.exited', 'container.removed']);
+      assert.equal((events[2]!.event as { exitCode?: number }).exitCode, 7);
       await assertNothingLeft(root, 'after run --rm through the daemon');
     });
   });

@@ -95,6 +95,31 @@ describe('lock', () => {
     });
   });
 
+  it('in one process, a release hands the lock to the next waiter at once, and one that gave up holds up no one', async () => {
+    await withTempDir('berth-lock', async (dir) => {
+      const path = join(dir, 'lock');
+      const first = await acquireLock(path, opts('first'));
+      const quitter = acquireLock(path, opts('quitter', 50));
+      const patient = acquireLock(path, opts('patient', 5000));
+      await assert.rejects(quitter, (err) => assertLocked(err, process.pid, 'first'));
+      await first.release();
+      await (await patient).release();
+      // 40 hand-overs to a waiter already waiting (5 ms in): polling every 20 ms would take 800 ms, a hand-over ~200.
+      const t0 = Date.now();
+      let held = await acquireLock(path, opts('h0'));
+      for (let i = 1; i <= 40; i++) {
+        const next = acquireLock(path, opts(`h${i}`, 5000));
+        await sleep(5);
+        await held.release();
+        held = await next;
+      }
+      const took = Date.now() - t0;
+      assert.equal((await lockHolder(path))?.what, 'h40');
+      await held.release();
+      assert.ok(took < 500, `40 hand-overs took ${took} ms`);
+    });
+  });
+
   it('times out with LOCKED naming the holder after timeoutMs, and is cancelled by a signal', async () => {
     await withTempDir('berth-lock', async (dir) => {
       const path = join(dir, 'lock');
