@@ -195,8 +195,6 @@ export class Connection {
   /** Buffered, unconsumed bytes are scratch[start, end). */
   private start = 0;
   private end = 0;
-  /** The buffer the socket reads into next. */
-  private given: Uint8Array;
   /** The exchange whose response is being received; undefined while idle. */
   private current: Exchange | undefined;
   private target: BodyRead | undefined;
@@ -216,10 +214,9 @@ export class Connection {
     tls: TLSSettings | undefined,
     private readonly pool: { idle(c: Connection): void; gone(c: Connection): void },
   ) {
-    this.given = this.scratch;
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
-    const onread: OnReadOpts = { buffer: () => (this.given = this.nextBuffer()), callback: (n, buf) => this.onRead(n, buf) };
+    const onread: OnReadOpts = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.onRead(n, buf) };
     if (url.protocol === 'https:') {
       // TLSSocket takes `onread` like net.Socket (Node >= 20); @types/node does not list it.
       const options: ConnectionOptions & { onread: OnReadOpts } = {
