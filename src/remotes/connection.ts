@@ -56,6 +56,14 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const STALL_TIMEOUT_MS = 300_000;
 /** Idle keep-alive connections are closed after this long (undici's keepAliveTimeout). */
 const KEEP_ALIVE_MS = 4_000;
+/**
+ * A body read hands over what it has at the first bytes that come this long
+ * after its first byte, full or not. At loopback speed a 4 MiB buffer fills
+ * in milliseconds, so this never applies; on a slow link it bounds what a
+ * kill or power cut loses before it was written (at 100 KB/s, a full 4 MiB
+ * buffer is 40 s).
+ */
+const PARTIAL_READ_MS = 50;
 /** Buffer size for the Readable face of a body (small bodies, error documents). */
 const STREAM_CHUNK = 64 * 1024;
 
@@ -115,6 +123,10 @@ interface BodyRead {
   filled: number;
   resolve(n: number): void;
   reject(err: Error): void;
+  /** Marks the read `due` PARTIAL_READ_MS after its first byte (see ResponseBody.readInto). */
+  partial?: NodeJS.Timeout;
+  /** Settle at the next bytes, full or not. */
+  due?: boolean;
 }
 
 /**
@@ -133,9 +145,12 @@ export class ResponseBody extends Readable {
   }
 
   /**
-   * Reads the next bytes into `buf`, filling it unless the body ends first.
-   * Resolves to the number of bytes, 0 at the end of the body. The socket
-   * writes into `buf` only until the promise settles.
+   * Reads the next bytes into `buf`, filling it unless the body ends first
+   * or bytes come in more than PARTIAL_READ_MS after its first byte (a slow
+   * network still hands over, and so gets written and kept, what it
+   * brought). Resolves to
+   * the number of bytes, 0 at the end of the body. The socket writes into
+   * `buf` only until the promise settles.
    */
   readInto(buf: Uint8Array): Promise<number> {
     return this.conn.readBody(this.ex, buf);
@@ -266,7 +281,15 @@ export class Connection {
     if (ex !== this.current || ex.done || buf.length === 0) return Promise.resolve(0);
     if (ex.head) return Promise.reject(new BerthError('INTERNAL', 'a response body was read before its head'));
     if (this.target) return Promise.reject(new BerthError('INTERNAL', 'a response body was read twice at once'));
-    const p = new Promise<number>((resolve, reject) => (this.target = { buf, filled: 0, resolve, reject }));
+    const p = new Promise<number>((resolve, reject) => {
+      const t: BodyRead = {
+        buf,
+        filled: 0,
+        resolve: (n) => (clearTimeout(t.partial), resolve(n)),
+        reject: (err) => (clearTimeout(t.partial), reject(err)),
+      };
+      this.target = t;
+    });
     this.process();
     if (this.target && !this.gone) this.socket.resume();
     return p;
@@ -346,9 +369,13 @@ export class Connection {
     const received = this.received(f);
     if (received && f.kind === 'chunked' && this.end > this.start) return this.fail(new WireError('HTTP_PROTOCOL', 'bytes after the end of a chunked body'), true);
     const delivered = received && this.end === this.start;
-    if (t && (t.filled === t.buf.length || delivered)) {
+    if (t && (t.filled === t.buf.length || delivered || (t.due && t.filled > 0))) {
       this.target = undefined;
       t.resolve(t.filled);
+    } else if (t && t.filled > 0 && !t.partial) {
+      // Only marked here: node picks the buffer of the socket's next read right after each read, so a read settled
+      // from a timer would leave that buffer pointing into the caller's. The next read (onRead, then here) settles it.
+      t.partial = setTimeout(() => (t.due = true), PARTIAL_READ_MS);
     }
     if (delivered) this.finish(ex);
   }

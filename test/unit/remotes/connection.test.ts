@@ -149,6 +149,63 @@ test('cancel mid-body closes the connection; the next fetch opens a new one and 
   assert.ok((await readAllInto(await f.fetchBlob(desc(blob)), 1 << 20)).equals(blob));
 });
 
+test('a body read hands over a partly filled buffer at the first bytes after PARTIAL_READ_MS, not only when full (a slow link keeps what it brought)', async (t) => {
+  const blob = randomBytes(1 << 20);
+  let restSent = false;
+  const srv = await startServer((_req, res) => {
+    res.writeHead(200, { 'content-length': blob.length });
+    res.write(blob.subarray(0, 500));
+    setTimeout(() => res.write(blob.subarray(500, 1000)), 300);
+    setTimeout(() => {
+      restSent = true;
+      res.end(blob.subarray(1000));
+    }, 1500);
+  });
+  const { resolver } = makeResolver();
+  t.after(() => Promise.all([srv.close(), resolver.close()]));
+  const body = await resolver.fetcher(parseReference(`${srv.host}/a/b:t`)).fetchBlob(desc(blob));
+  const buf = Buffer.alloc(1 << 20);
+  const n = await body.readInto(buf);
+  assert.equal(restSent, false, 'the read waited for the rest of the body');
+  assert.equal(n, 1000);
+  assert.ok(buf.subarray(0, n).equals(blob.subarray(0, 1000)));
+  const rest = Buffer.alloc(blob.length);
+  let got = 0;
+  for (let m; (m = await body.readInto(rest.subarray(got))) > 0; ) got += m;
+  assert.equal(got, blob.length - 1000);
+  assert.ok(rest.subarray(0, got).equals(blob.subarray(1000)));
+});
+
+test('a body trickling in, read into two alternating buffers: every byte in order, many reads handed over part-full', async (t) => {
+  const blob = randomBytes(600_000);
+  const srv = await startServer((_req, res) => {
+    res.writeHead(200, { 'content-length': blob.length });
+    let at = 0;
+    const tick = setInterval(() => {
+      res.write(blob.subarray(at, (at += 16_384)));
+      if (at >= blob.length) {
+        clearInterval(tick);
+        res.end();
+      }
+    }, 8);
+  });
+  const { resolver } = makeResolver();
+  t.after(() => Promise.all([srv.close(), resolver.close()]));
+  const body = await resolver.fetcher(parseReference(`${srv.host}/a/b:t`)).fetchBlob(desc(blob));
+  const bufs = [Buffer.alloc(256 << 10), Buffer.alloc(256 << 10)];
+  const parts: Buffer[] = [];
+  let partFull = 0;
+  for (let i = 0; ; i ^= 1) {
+    const n = await body.readInto(bufs[i]!);
+    if (n === 0) break;
+    if (n < bufs[i]!.length) partFull++;
+    parts.push(Buffer.from(bufs[i]!.subarray(0, n)));
+    bufs[i]!.fill(0xee); // reused: the connection must never write into it again unasked
+  }
+  assert.ok(Buffer.concat(parts).equals(blob), 'the bytes read are the body');
+  assert.ok(partFull >= 3, `only ${partFull} reads were handed over part-full`);
+});
+
 test('an abort signal cancels a body mid-way: CANCELLED', async (t) => {
   const blob = randomBytes(1 << 20);
   const srv = await startServer((_req, res) => {
