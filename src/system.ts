@@ -149,7 +149,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
   const images = new ImageInventory({ content, metadata, events });
   const imageSource: ImageSource = {
     async resolve(ref) {
-      const detail = await images.inspect(ref);
+      const detail = await images.stored(ref);
       const { manifest, config, manifestDescriptor } = detail;
       if (!manifest || !config || !manifestDescriptor) {
         throw new BerthError('NOT_FOUND', `image ${detail.record.name}: its manifest or config is not in the content store`, { hint: `pull it again: berth image pull ${detail.record.name}` });

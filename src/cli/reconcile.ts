@@ -48,7 +48,7 @@ export async function reconcileDeps(sys: System): Promise<ReconcileDeps> {
     images: {
       async stored(ref) {
         try {
-          return (await sys.images.inspect(ref)).manifestDescriptor?.digest;
+          return (await sys.images.stored(ref)).manifestDescriptor?.digest;
         } catch {
           return undefined;
         }

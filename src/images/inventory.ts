@@ -1,5 +1,5 @@
 import type { ContentStore } from '../content/store.js';
-import { BerthError } from '../errors.js';
+import { BerthError, isBerthError } from '../errors.js';
 import type { EventPublisher } from '../events.js';
 import type { ImageRecord, MetadataStore } from '../metadata/store.js';
 import {
@@ -61,21 +61,36 @@ export class ImageInventory {
   }
 
   async inspect(ref: string): Promise<ImageDetail> {
-    const { content, metadata } = this.deps;
     const record = await this.get(ref);
-    const detail: ImageDetail = { record, size: await this.size(record.target.digest) };
+    const [size, parts] = await Promise.all([this.size(record.target.digest), this.documents(record)]);
+    return { record, size, ...parts };
+  }
+
+  /**
+   * What a container is made from: the record and the stored index,
+   * manifest and config (those stored), without inspect's size, which
+   * stats every blob the image references.
+   */
+  async stored(ref: string): Promise<Omit<ImageDetail, 'size'>> {
+    const record = await this.get(ref);
+    return { record, ...(await this.documents(record)) };
+  }
+
+  private async documents(record: ImageRecord): Promise<Pick<ImageDetail, 'index' | 'manifestDescriptor' | 'manifest' | 'config'>> {
+    const { content, metadata } = this.deps;
+    const detail: Pick<ImageDetail, 'index' | 'manifestDescriptor' | 'manifest' | 'config'> = {};
     let manifestDesc: Descriptor | undefined = record.target;
     if (isIndex(record.target.mediaType)) {
       detail.index = parseIndex(await content.readBytes(record.target.digest, MAX_MANIFEST_BYTES), record.target.mediaType, `index ${record.target.digest}`);
       const [child] = await metadata.content.references(record.target.digest);
       manifestDesc = detail.index.manifests.find((m) => m.digest === child);
     }
-    if (manifestDesc && (await content.info(manifestDesc.digest))) {
+    const manifestBytes = manifestDesc && (await readStored(content, manifestDesc.digest, MAX_MANIFEST_BYTES));
+    if (manifestDesc && manifestBytes) {
       detail.manifestDescriptor = manifestDesc;
-      detail.manifest = parseManifest(await content.readBytes(manifestDesc.digest, MAX_MANIFEST_BYTES), manifestDesc.mediaType, `manifest ${manifestDesc.digest}`);
-      if (await content.info(detail.manifest.config.digest)) {
-        detail.config = parseImageConfig(await content.readBytes(detail.manifest.config.digest, MAX_CONFIG_BYTES), `config ${detail.manifest.config.digest}`);
-      }
+      detail.manifest = parseManifest(manifestBytes, manifestDesc.mediaType, `manifest ${manifestDesc.digest}`);
+      const configBytes = await readStored(content, detail.manifest.config.digest, MAX_CONFIG_BYTES);
+      if (configBytes) detail.config = parseImageConfig(configBytes, `config ${detail.manifest.config.digest}`);
     }
     return detail;
   }
@@ -112,6 +127,16 @@ export class ImageInventory {
       queue.push(...(await this.deps.metadata.content.references(d)));
     }
     return total;
+  }
+}
+
+/** A blob's bytes, or undefined when it is not in the store (a pull that did not finish, garbage collected). */
+async function readStored(content: ContentStore, digest: Digest, max: number): Promise<Buffer | undefined> {
+  try {
+    return await content.readBytes(digest, max);
+  } catch (err) {
+    if (isBerthError(err, 'NOT_FOUND')) return undefined;
+    throw err;
   }
 }
 
