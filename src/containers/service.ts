@@ -122,8 +122,7 @@ export class ContainerService {
 
   /** The container's lock: one operation at a time across processes. */
   private async locked<T>(name: string, what: string, fn: () => Promise<T>): Promise<T> {
-    // --state may be a fresh tmpfs (after a reboot) with no locks/ yet.
-    await mkdir(join(this.deps.state, 'locks'), { recursive: true, mode: 0o700 });
+    // withLock makes locks/ (owner-only) when --state is a fresh tmpfs without it.
     return withLock(
       join(this.deps.state, 'locks', `container-${name}.lock`),
       { holder: { pid: this.deps.pid, what: `${this.deps.actor}: ${what} ${name}` }, timeoutMs: this.deps.lockTimeoutMs ?? 30_000, what: `container "${name}"` },
@@ -155,8 +154,7 @@ export class ContainerService {
       const key = this.snapshotKey(id);
       let prepared = false;
       try {
-        await mkdir(join(this.deps.root, 'logs'), { recursive: true, mode: 0o700 });
-        await mkdir(bundle, { recursive: true, mode: 0o700 });
+        await Promise.all([mkdir(join(this.deps.root, 'logs'), { recursive: true, mode: 0o700 }), mkdir(bundle, { recursive: true, mode: 0o700 })]);
         const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/container': req.name } });
         prepared = true;
         const rootfs = join(bundle, 'rootfs');
