@@ -59,6 +59,8 @@ export interface CliSession {
   onSignal(fn: (signal: number) => void): () => void;
   /** Aborted when the client disconnected before the exit frame, or the server closes. */
   gone: AbortSignal;
+  /** The line is run, not refused: answers 200 now, so the client knows it is served before any output (a quiet `run` may print nothing for long). */
+  accepted(): void;
 }
 
 export interface ReconcileRequest {
@@ -165,8 +167,13 @@ export async function startApiServer(socketPath: string, handlers: ApiHandlers, 
     res.on('close', () => {
       if (!ended) gone.abort();
     });
+    const answer = (): void => {
+      if (res.headersSent) return;
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      res.flushHeaders();
+    };
     const frame = (f: Record<string, unknown>): void => {
-      if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      answer();
       if (!res.destroyed && !res.writableEnded) res.write(JSON.stringify(f) + '\n');
     };
     // Later lines: signals, until the client ends its body or goes.
@@ -191,6 +198,7 @@ export async function startApiServer(socketPath: string, handlers: ApiHandlers, 
           return () => listeners.delete(fn);
         },
         gone: gone.signal,
+        accepted: answer,
       });
       if (typeof result !== 'number' && !res.headersSent) return send(res, 409, { code: 'FAILED_PRECONDITION', message: result.refused });
       if (typeof result !== 'number') frame({ stderr: `berth: error: ${result.refused}\n` });

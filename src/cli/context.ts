@@ -38,6 +38,8 @@ export interface ServeOptions {
   system: System;
   /** Why this daemon does not run the line (command, resolved globals), or undefined to run it. */
   refuse(command: string, globals: GlobalOptions): string | undefined;
+  /** Called once the line is the daemon's to run (it was not refused), before it runs. */
+  accepted?(): void;
 }
 
 export interface CommandContext {

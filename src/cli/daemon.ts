@@ -129,6 +129,7 @@ const daemon: Command = {
               },
               {
                 system: sys,
+                accepted: () => session.accepted(),
                 // Another root, state, registry configuration or credentials than this daemon's: the client runs the line itself.
                 refuse(command, g) {
                   if (!REMOTE_COMMANDS.has(command)) return `the daemon does not run "berth ${command}"`;

@@ -114,7 +114,7 @@ interface Frame {
  * it arrives. node:http would do the same, but loading and setting it up
  * took ~8 ms of a served command's ~35 ms in its client.
  */
-export function runRemote(argv: string[], socket: string, proc: RemoteProcess): Promise<number | undefined> {
+export function runRemote(argv: string[], socket: string, proc: RemoteProcess, opts: { answerTimeoutMs?: number } = {}): Promise<number | undefined> {
   return new Promise((settle) => {
     let answered = false;
     let settled = false;
@@ -123,9 +123,17 @@ export function runRemote(argv: string[], socket: string, proc: RemoteProcess): 
     const done = (code: number | undefined): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(silent);
       unlisten();
       settle(code);
     };
+    // A daemon answers as soon as it takes or refuses the line (api/server.ts): one that does not is stuck, and waiting on it would hang the caller.
+    const waitMs = opts.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    const silent = setTimeout(() => {
+      conn.destroy();
+      proc.stderr.write(`berth: error: the daemon at ${socket} took the command but did not answer within ${waitMs / 1000} s; it may be stuck (its log may say why; stop it and the command runs without it)\n`);
+      done(1);
+    }, waitMs);
     const send = (value: unknown): void => {
       const text = JSON.stringify(value) + '\n';
       conn.write(`${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`);
@@ -166,6 +174,7 @@ export function runRemote(argv: string[], socket: string, proc: RemoteProcess): 
     const reply = new ResponseReader(
       (status) => {
         answered = true;
+        clearTimeout(silent);
         if (status === 200) return true;
         // Refused (409) or an older daemon without /cli (404): nothing ran; the caller runs the line.
         conn.destroy();
@@ -212,6 +221,9 @@ export function runRemote(argv: string[], socket: string, proc: RemoteProcess): 
     send({ argv, env: berthEnv(proc.env), cwd: proc.cwd, tty: { stdout: Boolean(proc.stdout.isTTY), stderr: Boolean(proc.stderr.isTTY) } });
   });
 }
+
+/** How long a daemon may take to answer a line (it answers before running it). */
+const ANSWER_TIMEOUT_MS = 30_000;
 
 /** Response heads (and chunk-size lines) longer than this are not the daemon's. */
 const MAX_HEAD_BYTES = 64 * 1024;

@@ -103,6 +103,7 @@ async function execute(argv: string[], proc: ProcessInfo, served: ServeOptions |
     if (served) {
       const why = served.refuse(line.command.join(' '), globals);
       if (why) return { refused: why };
+      served.accepted?.();
     }
     if (line.values.help || !command) {
       if (!command && (line.positionals.length || line.command.length)) {

@@ -12,6 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runBerth, startBerth, type CliResult } from '../helpers/berth.js';
+import { runRemote } from '../../src/cli/remote.js';
 import { assertNothingLeft, berthOk, describeResult, eventually, ps, psOne, pushContainerImages, removeAll, startDaemon, storedEvents, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { withTempDir } from '../helpers/tmp.js';
@@ -68,6 +69,26 @@ describe('container commands through the daemon', () => {
       assert.deepEqual(events.map((e) => e.event.type), ['container.created', 'container.started', 'container.exited', 'container.removed']);
       assert.equal((events[2]!.event as { exitCode?: number }).exitCode, 7);
       await assertNothingLeft(root, 'after run --rm through the daemon');
+    });
+  });
+
+  test('the daemon answers a line before it runs it: a run quiet for longer than the client waits for an answer is served', async () => {
+    await withDaemon(async (root, daemon, names) => {
+      names.push('quiet');
+      let out = '';
+      let err = '';
+      const argv = ['--root', join(root, 'lib'), '--state', join(root, 'run'), 'run', '--rm', '--name', 'quiet', img.busybox, '--', 'sh', '-c', 'sleep 2; echo done'];
+      const env = { DOCKER_CONFIG: join(root, 'docker'), PATH: process.env.PATH ?? '', ...(process.env.NODE_EXTRA_CA_CERTS ? { BERTH_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}) };
+      const code = await runRemote(argv, join(root, 'run', 'api.sock'), {
+        env,
+        cwd: root,
+        stdout: { write: (t: string) => (out += t) },
+        stderr: { write: (t: string) => (err += t) },
+        onSignal: () => () => {},
+        die: () => {},
+      }, { answerTimeoutMs: 1000 });
+      assert.deepEqual([code, out, err], [0, 'done\n', '']);
+      assert.ok(servedLine(daemon, '"quiet"'), `the daemon served it: ${daemon.stderr()}`);
     });
   });
 

@@ -231,6 +231,16 @@ describe('runRemote (the client\'s exchange with the daemon)', () => {
     assert.equal(p.out + p.err, '');
   });
 
+  test('a daemon that takes the connection but never answers: exit 1 after the wait, saying it may be stuck', async () => {
+    const p = fakeProcess();
+    const code = await withDaemon(
+      () => {}, // takes the request, never answers
+      (socket) => runRemote(['ps'], socket, p, { answerTimeoutMs: 150 }),
+    );
+    assert.equal(code, 1);
+    assert.match(p.err, /^berth: error: the daemon at \/.*api\.sock took the command but did not answer within 0\.15 s; it may be stuck/);
+  });
+
   test('a daemon that goes away in the middle, or ends without an exit code: exit 1 and a message that says so', async () => {
     const p = fakeProcess();
     const cut = await withDaemon(
