@@ -112,8 +112,18 @@ async function restartFrom(ctx: CommandContext): Promise<Partial<RestartPolicy> 
   return p;
 }
 
-/** Creates the container from REF, pulling the image first when it is not stored (as docker run does). */
-async function createFrom(ctx: CommandContext, sys: System, name: string | undefined): Promise<{ service: ContainerService; name: string }> {
+/**
+ * Creates the container from REF, pulling the image first when it is not
+ * stored (as docker run does). With `autoRemove` it is removed when it
+ * exits; with `attached` too, this caller claims that removal before the
+ * container exists (ContainerService.attachForRemoval), and must release it.
+ */
+async function createFrom(
+  ctx: CommandContext,
+  sys: System,
+  name: string | undefined,
+  opts: { autoRemove?: boolean; attached?: boolean } = {},
+): Promise<{ service: ContainerService; name: string; release: () => Promise<void> }> {
   const ref = positionals(ctx, 1, `berth run ${CREATE_USAGE}`)[0]!;
   const config = configFrom(ctx);
   const restart = await restartFrom(ctx);
@@ -131,8 +141,14 @@ async function createFrom(ctx: CommandContext, sys: System, name: string | undef
       unsubscribe();
     }
   }
-  await service.create({ name: finalName, image: ref, config, ...(restart ? { restart } : {}) });
-  return { service, name: finalName };
+  const release = opts.autoRemove && opts.attached ? await service.attachForRemoval(finalName) : async () => {};
+  try {
+    await service.create({ name: finalName, image: ref, config, ...(restart ? { restart } : {}), ...(opts.autoRemove ? { autoRemove: true } : {}) });
+  } catch (err) {
+    await release();
+    throw err;
+  }
+  return { service, name: finalName, release };
 }
 
 const run: Command = {
@@ -142,11 +158,10 @@ const run: Command = {
   options: { ...createOptions, detach: { type: 'boolean', short: 'd' }, rm: { type: 'boolean' } },
   async run(ctx) {
     const sys = await ctx.system();
-    const { service, name } = await createFrom(ctx, sys, str(ctx, 'name'));
     const autoRemove = Boolean(ctx.line.values.rm);
     const detach = Boolean(ctx.line.values.detach);
-    // A foreground --rm removes the container when it exits; that processes the exit too (in a daemon, not its supervisor).
-    const unmark = autoRemove && !detach ? service.removeOnExit(name) : () => {};
+    // A foreground --rm removes the container when it exits, which processes the exit too; a detached one is left to a daemon.
+    const { service, name, release } = await createFrom(ctx, sys, str(ctx, 'name'), { autoRemove, attached: !detach });
     try {
       try {
         await service.start(name);
@@ -163,7 +178,7 @@ const run: Command = {
       else await service.processExit(name);
       return code;
     } finally {
-      unmark();
+      await release();
     }
   },
 };

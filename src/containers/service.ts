@@ -6,7 +6,7 @@ import { findExecutableInRoot } from '../archive/lookup.js';
 import { readFileInRoot } from '../archive/read.js';
 import { BerthError, isBerthError } from '../errors.js';
 import type { EventPublisher } from '../events.js';
-import { withLock } from '../lock/index.js';
+import { acquireLock, withLock } from '../lock/index.js';
 import type { Logger } from '../log.js';
 import type { ContainerRecord, MetadataStore, RestartPolicy } from '../metadata/store.js';
 import { isMountPoint, mountAll, unmount } from '../mount/index.js';
@@ -67,6 +67,8 @@ export interface CreateRequest {
   labels?: Record<string, string>;
   /** The reconciler's mark: the spec hash and the desired spec the container is made from. */
   managed?: ContainerRecord['managed'];
+  /** Removed when it exits (`run --rm`): recorded as AUTO_REMOVE_LABEL. */
+  autoRemove?: boolean;
 }
 
 export type ContainerState = 'created' | 'running' | 'restarting' | 'exited';
@@ -93,6 +95,13 @@ export interface ContainerView {
   managed?: ContainerRecord['managed'];
 }
 
+/**
+ * The label of a container made by `run --rm`: it is removed when it exits,
+ * by its foreground caller or, when none is attached (a detached run, a
+ * caller or daemon that died), by a daemon's supervisor (removeIfAutoRemoved).
+ */
+export const AUTO_REMOVE_LABEL = 'berth.io/auto-remove';
+
 /** Docker's rule for container names. */
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const SNAPSHOT_PREFIX = 'container-';
@@ -101,8 +110,6 @@ const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
 export class ContainerService {
   private readonly now: () => Date;
-  /** Containers a caller of this process removes when they exit (a foreground `run --rm`): their exits are its to process. */
-  private readonly removedOnExit = new Set<string>();
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -170,7 +177,7 @@ export class ContainerService {
           config: req.config as Record<string, unknown>,
           restart,
           stopSignal: stopSignal(image.config, req.config),
-          labels: req.labels ?? {},
+          labels: { ...req.labels, ...(req.autoRemove ? { [AUTO_REMOVE_LABEL]: 'true' } : {}) },
           desired: 'stopped',
           status: { restartCount: 0 },
           ...(req.managed ? { managed: req.managed } : {}),
@@ -359,19 +366,52 @@ export class ContainerService {
   }
 
   /**
-   * Marks the container as removed by the caller once it exits (a
-   * foreground `run --rm`), until the returned function is called: the
-   * supervisor leaves its exit alone, and remove() tells the exit and
-   * deletes the runtime state beside the unmount, not before it.
+   * Claims the removal of an auto-remove container when it exits, for a
+   * foreground caller (`run --rm`), until the returned release: a flock
+   * under --state/locks, so a supervisor in any process leaves the exit to
+   * the caller, whose remove() tells the exit and deletes the runtime
+   * state beside the unmount. Taken before the container starts, so no
+   * exit comes first. A caller that dies lets go of it with its process.
    */
-  removeOnExit(name: string): () => void {
-    this.removedOnExit.add(name);
-    return () => this.removedOnExit.delete(name);
+  async attachForRemoval(name: string): Promise<() => Promise<void>> {
+    const lock = await acquireLock(this.attachLockPath(name), {
+      holder: { pid: this.deps.pid, what: `${this.deps.actor}: run --rm ${name}` },
+      timeoutMs: this.deps.lockTimeoutMs ?? 30_000,
+      what: `the foreground of container "${name}"`,
+    });
+    return () => lock.release();
   }
 
-  /** Whether a caller of this process removes the container when it exits (see removeOnExit). */
-  isRemovedOnExit(name: string): boolean {
-    return this.removedOnExit.has(name);
+  /**
+   * For a supervisor: removes the container if it is an auto-remove one
+   * (AUTO_REMOVE_LABEL) that has exited and that no foreground caller
+   * claims. True when the container is such a one (removed now, or left to
+   * its caller); false for any other container, whose exit is processed as
+   * usual.
+   */
+  async removeIfAutoRemoved(name: string): Promise<boolean> {
+    const rec = await this.deps.metadata.containers.get(name);
+    if (!rec || rec.labels[AUTO_REMOVE_LABEL] !== 'true') return false;
+    let claim;
+    try {
+      claim = await acquireLock(this.attachLockPath(name), { holder: { pid: this.deps.pid, what: `${this.deps.actor}: remove ${name}` }, timeoutMs: 0, what: `the foreground of container "${name}"` });
+    } catch (err) {
+      if (isBerthError(err, 'LOCKED')) return true; // its caller removes it
+      throw err;
+    }
+    try {
+      const st = await this.deps.runtime.state(rec.id);
+      if (st?.status === 'running' || st?.status === 'created') return true; // not exited (yet): its exit comes back here
+      await this.remove(name, { force: true });
+      this.deps.logger.info('removed an auto-remove container after its exit', { container: name });
+      return true;
+    } finally {
+      await claim.release();
+    }
+  }
+
+  private attachLockPath(name: string): string {
+    return join(this.deps.state, 'locks', `attached-${name}.lock`);
   }
 
   /**

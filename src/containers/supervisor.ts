@@ -80,6 +80,8 @@ export class Supervisor {
       return;
     }
     if (st) return this.onExit(name);
+    // Gone with a reboot: an auto-remove container is removed, not restarted.
+    if (await this.deps.service.removeIfAutoRemoved(name)) return;
     if (rec.desired !== 'running') return;
     if (rec.status.nextRestartAt) return this.schedule(name, Math.max(0, Date.parse(rec.status.nextRestartAt) - this.now().getTime()));
     if (rec.status.startedAt && !rec.status.finishedAt) {
@@ -90,7 +92,7 @@ export class Supervisor {
   }
 
   private async onExit(name: string): Promise<void> {
-    if (this.stopped || this.deps.service.isRemovedOnExit(name)) return;
+    if (this.stopped || (await this.deps.service.removeIfAutoRemoved(name))) return;
     const exit = await this.deps.service.processExit(name);
     if (!exit) return;
     await this.decide(name, exit.code);

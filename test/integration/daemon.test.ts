@@ -155,6 +155,35 @@ describe('berth daemon', () => {
     });
   });
 
+  test('run --rm is removed when it exits even when its caller is gone: a foreground one whose daemon was SIGKILLed, and a detached one', async () => {
+    await withRoot(async (root, names, daemons) => {
+      const first = await startDaemon(root);
+      daemons.push(first);
+      names.push('orphan', 'detached');
+      const client = startBerth(root, ['run', '--rm', '--name', 'orphan', img.busybox, '--', 'sh', '-c', 'sleep 3']);
+      await eventually('orphan to run', async () => ((await psOne(root, 'orphan').catch(() => undefined))?.state === 'running' ? true : undefined));
+      await first.kill();
+      const lost = await client.done;
+      assert.equal(lost.code, 1, describeResult(lost));
+      assert.match(lost.stderr, /lost the daemon/);
+      assert.equal((await psOne(root, 'orphan')).state, 'running', 'the container outlives its daemon and its client');
+
+      daemons.push(await startDaemon(root));
+      assert.equal(await berthOk(root, ['run', '-d', '--rm', '--name', 'detached', img.busybox, '--', 'true']), 'detached\n');
+      // Each is removed once it has exited, by the new daemon: nothing of either is left.
+      await eventually('both to be removed', async () => {
+        const left = JSON.parse(await berthOk(root, ['-o', 'json', 'ps'])) as Array<{ name: string }>;
+        return left.length === 0 ? true : undefined;
+      }, 20_000, 200);
+      const events = await storedEvents(root);
+      const types = (n: string): string[] => events.filter((e) => (e.event as { name?: string }).name === n).map((e) => e.event.type);
+      assert.deepEqual(types('orphan').slice(-3), ['container.adopted', 'container.exited', 'container.removed']);
+      assert.deepEqual(types('detached').slice(-2), ['container.exited', 'container.removed']);
+      assert.deepEqual(await mountsUnder(root), [], 'no mount left');
+      assert.deepEqual(await runcList(root), [], 'no runc state left');
+    });
+  });
+
   test('SIGKILL of the daemon leaves containers running; a new daemon adopts them and picks up an exit missed meanwhile', async () => {
     await withRoot(async (root, names, daemons) => {
       const first = await startDaemon(root);
