@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBerthError } from '../../../src/errors.js';
-import { acquireLock, lockHolder, withLock, type AcquireOptions } from '../../../src/lock/index.js';
+import { acquireLock, lockHolder, withLock, type AcquireOptions, type Lock } from '../../../src/lock/index.js';
 import { withTempDir } from '../../helpers/tmp.js';
 
 const LOCK_URL = new URL('../../../src/lock/index.js', import.meta.url).href;
@@ -95,7 +95,7 @@ describe('lock', () => {
     });
   });
 
-  it('in one process, a release hands the lock to the next waiter at once, and one that gave up holds up no one', async () => {
+  it('in one process, a release hands the lock to the next waiter with no timer running, and one that gave up holds up no one', async (t) => {
     await withTempDir('berth-lock', async (dir) => {
       const path = join(dir, 'lock');
       const first = await acquireLock(path, opts('first'));
@@ -104,19 +104,28 @@ describe('lock', () => {
       await assert.rejects(quitter, (err) => assertLocked(err, process.pid, 'first'));
       await first.release();
       await (await patient).release();
-      // 40 hand-overs to a waiter already waiting (5 ms in): polling every 20 ms would take 800 ms, a hand-over ~200.
-      const t0 = Date.now();
-      let held = await acquireLock(path, opts('h0'));
-      for (let i = 1; i <= 40; i++) {
-        const next = acquireLock(path, opts(`h${i}`, 5000));
-        await sleep(5);
+      // With setTimeout stopped, a waiter that polled (as before: a retry every 20 ms) would never get the lock.
+      const turns = async (n: number, until: () => boolean = () => false): Promise<void> => {
+        for (let i = 0; i < n && !until(); i++) await new Promise((r) => setImmediate(r));
+      };
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      try {
+        let held = await acquireLock(path, opts('h0'));
+        for (let i = 1; i <= 5; i++) {
+          let got: Lock | undefined;
+          void acquireLock(path, opts(`h${i}`, 5000)).then((l) => (got = l));
+          await turns(500);
+          assert.equal(got, undefined, `h${i} took a lock that was held`);
+          await held.release();
+          await turns(5000, () => got !== undefined);
+          assert.ok(got, `h${i} did not get the lock at its release`);
+          held = got;
+        }
+        assert.equal((await lockHolder(path))?.what, 'h5');
         await held.release();
-        held = await next;
+      } finally {
+        t.mock.timers.reset();
       }
-      const took = Date.now() - t0;
-      assert.equal((await lockHolder(path))?.what, 'h40');
-      await held.release();
-      assert.ok(took < 500, `40 hand-overs took ${took} ms`);
     });
   });
 
