@@ -114,15 +114,16 @@ async function restartFrom(ctx: CommandContext): Promise<Partial<RestartPolicy> 
 
 /**
  * Creates the container from REF, pulling the image first when it is not
- * stored (as docker run does). With `autoRemove` it is removed when it
- * exits; with `attached` too, this caller claims that removal before the
- * container exists (ContainerService.attachForRemoval), and must release it.
+ * stored (as docker run does), and with `start` starts it. With
+ * `autoRemove` it is removed when it exits (or its start fails); with
+ * `attached` too, this caller claims that removal before the container
+ * exists (ContainerService.attachForRemoval), and must release it.
  */
 async function createFrom(
   ctx: CommandContext,
   sys: System,
   name: string | undefined,
-  opts: { autoRemove?: boolean; attached?: boolean } = {},
+  opts: { autoRemove?: boolean; attached?: boolean; start?: boolean } = {},
 ): Promise<{ service: ContainerService; name: string; release: () => Promise<void> }> {
   const ref = positionals(ctx, 1, `berth run ${CREATE_USAGE}`)[0]!;
   const config = configFrom(ctx);
@@ -143,7 +144,8 @@ async function createFrom(
   }
   const release = opts.autoRemove && opts.attached ? await service.attachForRemoval(finalName) : async () => {};
   try {
-    await service.create({ name: finalName, image: ref, config, ...(restart ? { restart } : {}), ...(opts.autoRemove ? { autoRemove: true } : {}) });
+    const req = { name: finalName, image: ref, config, ...(restart ? { restart } : {}), ...(opts.autoRemove ? { autoRemove: true } : {}) };
+    await (opts.start ? service.run(req) : service.create(req));
   } catch (err) {
     await release();
     throw err;
@@ -161,14 +163,8 @@ const run: Command = {
     const autoRemove = Boolean(ctx.line.values.rm);
     const detach = Boolean(ctx.line.values.detach);
     // A foreground --rm removes the container when it exits, which processes the exit too; a detached one is left to a daemon.
-    const { service, name, release } = await createFrom(ctx, sys, str(ctx, 'name'), { autoRemove, attached: !detach });
+    const { service, name, release } = await createFrom(ctx, sys, str(ctx, 'name'), { autoRemove, attached: !detach, start: true });
     try {
-      try {
-        await service.start(name);
-      } catch (err) {
-        if (autoRemove) await service.remove(name, { force: true }).catch(() => {});
-        throw err;
-      }
       if (detach) {
         ctx.proc.stdout.write(`${name}\n`);
         return 0;

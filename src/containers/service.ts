@@ -104,6 +104,11 @@ export const AUTO_REMOVE_LABEL = 'berth.io/auto-remove';
 
 /** Docker's rule for container names. */
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+function checkName(name: string): void {
+  if (!NAME.test(name)) {
+    throw new BerthError('INVALID_ARGUMENT', `container name "${name}" is not valid`, { hint: 'use letters, digits, _ . - (starting with a letter or digit), at most 128 characters' });
+  }
+}
 const SNAPSHOT_PREFIX = 'container-';
 const MAX_ETC_BYTES = 1 << 20;
 const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -146,57 +151,80 @@ export class ContainerService {
   // --- create -------------------------------------------------------------
 
   async create(req: CreateRequest): Promise<ContainerRecord> {
-    if (!NAME.test(req.name)) {
-      throw new BerthError('INVALID_ARGUMENT', `container name "${req.name}" is not valid`, { hint: 'use letters, digits, _ . - (starting with a letter or digit), at most 128 characters' });
-    }
-    return this.locked(req.name, 'create', async () => {
-      if (await this.deps.metadata.containers.get(req.name)) {
-        throw new BerthError('ALREADY_EXISTS', `container "${req.name}" already exists`, { hint: `choose another name, or remove it first: berth rm ${req.name}`, details: { container: req.name } });
-      }
-      const image = await this.deps.images.resolve(req.image);
-      const id = randomBytes(6).toString('hex');
-      const restart: RestartPolicy = { ...DEFAULT_RESTART, ...stripUndefined(req.restart ?? {}) };
-      const bundle = this.bundleDir(id);
-      const snapshotter = await this.deps.snapshotter();
-      const key = this.snapshotKey(id);
-      let prepared = false;
+    checkName(req.name);
+    return this.locked(req.name, 'create', () => this.createLocked(req, 'stopped'));
+  }
+
+  /**
+   * create, then start, as one operation under the container's lock (`berth
+   * run`, the reconciler's new containers). The start skips what starting an
+   * existing container must look at: a new container has no runtime state,
+   * its rootfs was just mounted, and its record says running from the start.
+   * A failed start leaves the container created, as create then start
+   * would, except one that was to be removed when it exits (`run --rm`).
+   */
+  async run(req: CreateRequest): Promise<ContainerRecord> {
+    checkName(req.name);
+    return this.locked(req.name, 'run', async () => {
+      const created = await this.createLocked(req, 'running');
       try {
-        await Promise.all([mkdir(join(this.deps.root, 'logs'), { recursive: true, mode: 0o700 }), mkdir(bundle, { recursive: true, mode: 0o700 })]);
-        const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/container': req.name } });
-        prepared = true;
-        const rootfs = join(bundle, 'rootfs');
-        await mountAll(mounts, rootfs);
-        const spec = await this.buildSpec(req.name, id, image.config, req.config, rootfs);
-        await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2) + '\n', { mode: 0o600 });
-        const record = await this.deps.metadata.containers.create({
-          name: req.name,
-          id,
-          image: image.name,
-          imageDigest: image.digest,
-          chainId: image.chainId,
-          config: req.config as Record<string, unknown>,
-          restart,
-          stopSignal: stopSignal(image.config, req.config),
-          labels: { ...req.labels, ...(req.autoRemove ? { [AUTO_REMOVE_LABEL]: 'true' } : {}) },
-          desired: 'stopped',
-          status: { restartCount: 0 },
-          ...(req.managed ? { managed: req.managed } : {}),
-        });
-        this.deps.events.publish({ type: 'container.created', name: req.name, id, image: image.name, digest: image.digest });
-        return record;
+        return await this.startLocked(req.name, false, created);
       } catch (err) {
-        await this.removeFiles(id, prepared).catch((e: Error) => this.deps.logger.warn('cleaning up a failed create', { container: req.name, error: e.message }));
+        if (req.autoRemove) await this.removeLocked(req.name, { force: true }).catch(() => {});
         throw err;
       }
     });
   }
 
+  private async createLocked(req: CreateRequest, desired: ContainerRecord['desired']): Promise<ContainerRecord> {
+    // Side by side; a name that is taken is the error to report, whatever the image.
+    const [existing, resolved] = await Promise.allSettled([this.deps.metadata.containers.get(req.name), this.deps.images.resolve(req.image)]);
+    if (existing.status === 'rejected') throw existing.reason;
+    if (existing.value) {
+      throw new BerthError('ALREADY_EXISTS', `container "${req.name}" already exists`, { hint: `choose another name, or remove it first: berth rm ${req.name}`, details: { container: req.name } });
+    }
+    if (resolved.status === 'rejected') throw resolved.reason;
+    const image = resolved.value;
+    const id = randomBytes(6).toString('hex');
+    const restart: RestartPolicy = { ...DEFAULT_RESTART, ...stripUndefined(req.restart ?? {}) };
+    const bundle = this.bundleDir(id);
+    const snapshotter = await this.deps.snapshotter();
+    const key = this.snapshotKey(id);
+    let prepared = false;
+    try {
+      await Promise.all([mkdir(join(this.deps.root, 'logs'), { recursive: true, mode: 0o700 }), mkdir(bundle, { recursive: true, mode: 0o700 })]);
+      const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/container': req.name } });
+      prepared = true;
+      const rootfs = join(bundle, 'rootfs');
+      await mountAll(mounts, rootfs);
+      const spec = await this.buildSpec(req.name, id, image.config, req.config, rootfs);
+      await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2) + '\n', { mode: 0o600 });
+      const record = await this.deps.metadata.containers.create({
+        name: req.name,
+        id,
+        image: image.name,
+        imageDigest: image.digest,
+        chainId: image.chainId,
+        config: req.config as Record<string, unknown>,
+        restart,
+        stopSignal: stopSignal(image.config, req.config),
+        labels: { ...req.labels, ...(req.autoRemove ? { [AUTO_REMOVE_LABEL]: 'true' } : {}) },
+        desired,
+        status: { restartCount: 0 },
+        ...(req.managed ? { managed: req.managed } : {}),
+      });
+      this.deps.events.publish({ type: 'container.created', name: req.name, id, image: image.name, digest: image.digest });
+      return record;
+    } catch (err) {
+      await this.removeFiles(id, prepared).catch((e: Error) => this.deps.logger.warn('cleaning up a failed create', { container: req.name, error: e.message }));
+      throw err;
+    }
+  }
+
   /** The runtime spec, with every check that can fail before anything runs: user, command, bind sources. */
   private async buildSpec(name: string, id: string, image: ImageConfig, config: ContainerConfig, rootfs: string): Promise<RuntimeSpec> {
-    const files = {
-      passwd: (await readFileInRoot(rootfs, '/etc/passwd', MAX_ETC_BYTES))?.toString('utf8'),
-      group: (await readFileInRoot(rootfs, '/etc/group', MAX_ETC_BYTES))?.toString('utf8'),
-    };
+    const [passwd, group] = await Promise.all(['/etc/passwd', '/etc/group'].map((f) => readFileInRoot(rootfs, f, MAX_ETC_BYTES)));
+    const files = { passwd: passwd?.toString('utf8'), group: group?.toString('utf8') };
     const spec = generateSpec(image, config, { files, cgroupsPath: `/berth/${id}`, name });
     const command = spec.process.args[0]!;
     const path = spec.process.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
@@ -264,23 +292,10 @@ export class ContainerService {
     });
   }
 
-  private async startLocked(name: string, counted: boolean): Promise<ContainerRecord> {
+  /** Starts the container; `created` is its record when run() has just made it (desired running, rootfs mounted, nothing in the runtime). */
+  private async startLocked(name: string, counted: boolean, created?: ContainerRecord): Promise<ContainerRecord> {
     const { runtime, metadata } = this.deps;
-    let rec = await this.record(name);
-    const st = await runtime.state(rec.id);
-    if (st?.status === 'running') throw new BerthError('FAILED_PRECONDITION', `container "${name}" is already running`, { details: { container: name } });
-    if (st) {
-      // A previous run that stopped: record its exit before its state goes.
-      if (st.status === 'stopped') await this.processExitLocked(name);
-      await runtime.delete(rec.id, { force: true });
-    }
-    await this.ensureRootfs(rec);
-    // A restart is counted when it is attempted, before the container can be seen running again.
-    rec = await metadata.containers.update(name, (r) => ({
-      ...r,
-      desired: 'running',
-      status: { ...r.status, restartCount: r.status.restartCount + (counted ? 1 : 0), nextRestartAt: undefined },
-    }));
+    const rec = created ?? (await this.prepareStart(name, counted));
     try {
       const { pid } = await runtime.create(rec.id, {
         bundle: this.bundleDir(rec.id),
@@ -307,6 +322,26 @@ export class ContainerService {
         .catch(() => {});
       throw err;
     }
+  }
+
+  /** An existing container, ready to start: a run before it processed and deleted from the runtime, its rootfs mounted, its record saying running. */
+  private async prepareStart(name: string, counted: boolean): Promise<ContainerRecord> {
+    const { runtime, metadata } = this.deps;
+    const rec = await this.record(name);
+    const st = await runtime.state(rec.id);
+    if (st?.status === 'running') throw new BerthError('FAILED_PRECONDITION', `container "${name}" is already running`, { details: { container: name } });
+    if (st) {
+      // A previous run that stopped: record its exit before its state goes.
+      if (st.status === 'stopped') await this.processExitLocked(name);
+      await runtime.delete(rec.id, { force: true });
+    }
+    await this.ensureRootfs(rec);
+    // A restart is counted when it is attempted, before the container can be seen running again.
+    return metadata.containers.update(name, (r) => ({
+      ...r,
+      desired: 'running',
+      status: { ...r.status, restartCount: r.status.restartCount + (counted ? 1 : 0), nextRestartAt: undefined },
+    }));
   }
 
   /** Mounts the snapshot on bundle/rootfs when it is not (after a reboot, mounts are gone). */
@@ -533,26 +568,28 @@ export class ContainerService {
 
   /** Removes the container: runtime state, rootfs mount, snapshot, bundle, log and record. A running one needs `force`. */
   async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
-    await this.locked(name, 'remove', async () => {
-      const rec = await this.record(name);
-      const st = await this.deps.runtime.state(rec.id);
-      if (st && (st.status === 'running' || st.status === 'paused') && !opts.force) {
-        throw new BerthError('FAILED_PRECONDITION', `container "${name}" is running`, { hint: `stop it first (berth stop ${name}) or pass --force`, details: { container: name } });
-      }
-      await this.deps.metadata.containers.update(name, (r) => ({ ...r, desired: 'stopped', status: { ...r.status, nextRestartAt: undefined } }));
-      if (st?.status === 'running' || st?.status === 'paused') {
-        // Killed and waited for, so conmon has written its exit record before delete clears it.
-        await this.deps.runtime.kill(rec.id, 9).catch(() => {});
-        await this.exited(rec.id, 10_000);
-      }
-      // An exit not processed yet (`run --rm` leaves it to this) is told before its record goes with the runtime state.
-      const exit = st ? await this.deps.runtime.exitStatus(rec.id) : undefined;
-      // The runtime's state and the files are independent: removed side by side.
-      await Promise.all([st ? this.deps.runtime.delete(rec.id, { force: true }) : undefined, this.removeFiles(rec.id), rm(this.logPath(rec), { force: true })]);
-      await this.deps.metadata.containers.delete(name);
-      if (exit) this.publishExit(rec, exit);
-      this.deps.events.publish({ type: 'container.removed', name, id: rec.id });
-    });
+    await this.locked(name, 'remove', () => this.removeLocked(name, opts));
+  }
+
+  private async removeLocked(name: string, opts: { force?: boolean }): Promise<void> {
+    const rec = await this.record(name);
+    const st = await this.deps.runtime.state(rec.id);
+    if (st && (st.status === 'running' || st.status === 'paused') && !opts.force) {
+      throw new BerthError('FAILED_PRECONDITION', `container "${name}" is running`, { hint: `stop it first (berth stop ${name}) or pass --force`, details: { container: name } });
+    }
+    await this.deps.metadata.containers.update(name, (r) => ({ ...r, desired: 'stopped', status: { ...r.status, nextRestartAt: undefined } }));
+    if (st?.status === 'running' || st?.status === 'paused') {
+      // Killed and waited for, so conmon has written its exit record before delete clears it.
+      await this.deps.runtime.kill(rec.id, 9).catch(() => {});
+      await this.exited(rec.id, 10_000);
+    }
+    // An exit not processed yet (`run --rm` leaves it to this) is told before its record goes with the runtime state.
+    const exit = st ? await this.deps.runtime.exitStatus(rec.id) : undefined;
+    // The runtime's state and the files are independent: removed side by side.
+    await Promise.all([st ? this.deps.runtime.delete(rec.id, { force: true }) : undefined, this.removeFiles(rec.id), rm(this.logPath(rec), { force: true })]);
+    await this.deps.metadata.containers.delete(name);
+    if (exit) this.publishExit(rec, exit);
+    this.deps.events.publish({ type: 'container.removed', name, id: rec.id });
   }
 
   // --- status -------------------------------------------------------------

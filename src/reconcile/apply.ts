@@ -190,13 +190,13 @@ async function run(deps: ReconcileDeps, change: Exclude<Change, { action: 'pull'
 }
 
 async function create(svc: ContainerService, c: DesiredContainer, specHash: string): Promise<void> {
-  await svc.create({
+  const req = {
     name: c.name,
     image: c.image,
     config: c.config,
     restart: c.restart,
     labels: c.labels,
     managed: { specHash, spec: c as unknown as Record<string, unknown> },
-  });
-  if (c.state === 'running') await svc.start(c.name);
+  };
+  await (c.state === 'running' ? svc.run(req) : svc.create(req));
 }

@@ -71,6 +71,11 @@ function fake(): Fake {
       if (f.failStart.has(name)) throw new BerthError('FAILED_PRECONDITION', `${name} cannot start`);
       Object.assign(must(name), { state: 'running', desired: 'running' });
     },
+    // ContainerService.run: create and start under one lock; recorded as the two steps it is made of.
+    async run(req: { name: string; image: string; managed: ContainerView['managed'] }) {
+      await containers.create(req);
+      await containers.start(req.name);
+    },
     async stop(name: string) {
       calls.push(`stop ${name}`);
       Object.assign(must(name), { state: 'exited', desired: 'stopped' });
