@@ -192,9 +192,16 @@ export class ContainerService {
     const key = this.snapshotKey(id);
     let prepared = false;
     try {
-      await Promise.all([mkdir(join(this.deps.root, 'logs'), { recursive: true, mode: 0o700 }), mkdir(bundle, { recursive: true, mode: 0o700 })]);
-      const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/container': req.name } });
+      // Side by side, each settled before a failure is cleaned up (a snapshot still being made would be left).
+      const [snapshot, ...dirs] = await Promise.allSettled([
+        snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/container': req.name } }),
+        mkdir(join(this.deps.root, 'logs'), { recursive: true, mode: 0o700 }),
+        mkdir(bundle, { recursive: true, mode: 0o700 }),
+      ]);
+      if (snapshot.status === 'rejected') throw snapshot.reason;
       prepared = true;
+      for (const d of dirs) if (d.status === 'rejected') throw d.reason;
+      const mounts = snapshot.value;
       const rootfs = join(bundle, 'rootfs');
       await mountAll(mounts, rootfs);
       const spec = await this.buildSpec(req.name, id, image.config, req.config, rootfs);
@@ -210,7 +217,8 @@ export class ContainerService {
         stopSignal: stopSignal(image.config, req.config),
         labels: { ...req.labels, ...(req.autoRemove ? { [AUTO_REMOVE_LABEL]: 'true' } : {}) },
         desired,
-        status: { restartCount: 0 },
+        // Made to run (run()): started now, as far as the record goes; a failed start takes it back.
+        status: { restartCount: 0, ...(desired === 'running' ? { startedAt: this.now().toISOString() } : {}) },
         ...(req.managed ? { managed: req.managed } : {}),
       });
       this.deps.events.publish({ type: 'container.created', name: req.name, id, image: image.name, digest: image.digest });
@@ -292,7 +300,7 @@ export class ContainerService {
     });
   }
 
-  /** Starts the container; `created` is its record when run() has just made it (desired running, rootfs mounted, nothing in the runtime). */
+  /** Starts the container; `created` is its record when run() has just made it (desired running, its start time in it, rootfs mounted, nothing in the runtime). */
   private async startLocked(name: string, counted: boolean, created?: ContainerRecord): Promise<ContainerRecord> {
     const { runtime, metadata } = this.deps;
     const rec = created ?? (await this.prepareStart(name, counted));
@@ -304,21 +312,24 @@ export class ContainerService {
         cgroupsPath: `/berth/${rec.id}`,
       });
       await runtime.start(rec.id);
-      const started = await metadata.containers.update(name, (r) => ({
-        ...r,
-        status: {
-          restartCount: r.status.restartCount,
-          startedAt: this.now().toISOString(),
-          ...(r.status.backoffMs !== undefined ? { backoffMs: r.status.backoffMs } : {}),
-        },
-      }));
+      // A container run() just made has its start time in the record it was made with: one durable write fewer.
+      const started = created
+        ? rec
+        : await metadata.containers.update(name, (r) => ({
+            ...r,
+            status: {
+              restartCount: r.status.restartCount,
+              startedAt: this.now().toISOString(),
+              ...(r.status.backoffMs !== undefined ? { backoffMs: r.status.backoffMs } : {}),
+            },
+          }));
       this.deps.events.publish({ type: 'container.started', name, id: rec.id, pid, restartCount: started.status.restartCount });
       return started;
     } catch (err) {
       await runtime.delete(rec.id, { force: true }).catch(() => {});
       const message = err instanceof Error ? err.message : String(err);
       await metadata.containers
-        .update(name, (r) => ({ ...r, status: { ...r.status, lastError: message, nextRestartAt: undefined } }))
+        .update(name, (r) => ({ ...r, status: { ...r.status, lastError: message, nextRestartAt: undefined, ...(created ? { startedAt: undefined } : {}) } }))
         .catch(() => {});
       throw err;
     }

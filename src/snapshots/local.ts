@@ -215,8 +215,8 @@ export abstract class LocalSnapshotter implements Snapshotter {
     const dir = this.dirOf(id);
     try {
       await this.populate(dir, kind, parents);
-      await syncDir(dir);
-      await syncDir(this.snapshotsDir);
+      // The new directory's entries, and its own entry in snapshots/, durable before a record names it.
+      await Promise.all([syncDir(dir), syncDir(this.snapshotsDir)]);
       await this.records.write(`${kind === 'view' ? 'view' : 'prepare'} ${key}`, (txn) => {
         if (check(txn)[0] !== parents[0]) {
           throw new BerthError('FAILED_PRECONDITION', `parent ${JSON.stringify(parent)} of ${JSON.stringify(key)} was replaced meanwhile; retry`, { details: { key, parent } });

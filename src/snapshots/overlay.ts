@@ -59,12 +59,15 @@ export class OverlaySnapshotter extends LocalSnapshotter {
   protected async populate(dir: string, kind: 'active' | 'view', parents: string[]): Promise<void> {
     const fs = join(dir, 'fs');
     try {
-      await mkdir(fs, { mode: 0o755 });
-      if (kind === 'active') await mkdir(join(dir, 'work'), { mode: 0o700 });
       // The merged root takes its owner and mode from the upper directory: keep those of the layer below.
-      const below = parents[0];
-      if (kind === 'active' && below !== undefined) {
-        const st = await stat(this.fsOf(below));
+      const below = kind === 'active' ? parents[0] : undefined;
+      const [st] = await Promise.all([
+        below === undefined ? undefined : stat(this.fsOf(below)),
+        mkdir(fs, { mode: 0o755 }),
+        kind === 'active' ? mkdir(join(dir, 'work'), { mode: 0o700 }) : undefined,
+      ]);
+      if (st) {
+        // In this order: a chown may clear set-id bits the mode is to have.
         await chown(fs, st.uid, st.gid);
         await chmod(fs, st.mode & 0o7777);
       }
