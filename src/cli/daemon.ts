@@ -7,7 +7,7 @@ import { positionals, writeJSON } from './context.js';
 import { parseDurationOption } from './duration.js';
 import { shortDigest, table } from './format.js';
 import { load, protection, reconcileDeps } from './reconcile.js';
-import { berthEnv, REMOTE_COMMANDS } from './remote.js';
+import { berthEnv, commandOf, REMOTE_COMMANDS } from './remote.js';
 
 /** `berth daemon`, `berth status`, `berth events`. */
 
@@ -113,6 +113,9 @@ const daemon: Command = {
             const same = (a: string | undefined, b: string | undefined): boolean => (a === undefined || b === undefined ? a === b : resolve(cwd, a) === resolve(b));
             const env = berthEnv(req.env);
             const began = Date.now();
+            // Events are stored by group commit, a millisecond or so after they happen; a command's client does not wait for
+            // that. A reader does: what the daemon's commands did is in the log when `berth events` reads it through here.
+            if (commandOf(req.argv) === 'events') await sys.flushEvents();
             const result = await ctx.serve(
               req.argv,
               {
@@ -143,11 +146,8 @@ const daemon: Command = {
                 },
               },
             );
-            if (typeof result === 'number') {
-              // What the command did is in the event log when its client returns, as after a local run (which stores them as it closes).
-              await sys.flushEvents();
-              ctx.logger.debug('served command', { argv: req.argv, cwd, exit: result, durationMs: Date.now() - began });
-            } else ctx.logger.debug('command line left to the client', { argv: req.argv, reason: result.refused });
+            if (typeof result === 'number') ctx.logger.debug('served command', { argv: req.argv, cwd, exit: result, durationMs: Date.now() - began });
+            else ctx.logger.debug('command line left to the client', { argv: req.argv, reason: result.refused });
             return result;
           },
           async reconcile(req) {
@@ -160,8 +160,6 @@ const daemon: Command = {
               });
             }
             const { report, desired } = await controller.runWith('api', () => loadDesired(paths, req.paths?.length ? (req.prune ?? false) : prune, ctx.globals.state));
-            // As for a served command: the reconcile's events are in the log when `berth apply` returns.
-            await sys.flushEvents();
             return { ...report, manifestErrors: (desired as Awaited<ReturnType<typeof loadDesired>>).errors };
           },
         },
@@ -240,7 +238,8 @@ const events: Command = {
         const batch = await log.since(after);
         for (const e of batch) ctx.proc.stdout.write(json ? JSON.stringify(e) + '\n' : formatEvent(e));
         after = batch.at(-1)?.seq ?? after;
-        if (!ctx.line.values.follow || stop) break;
+        // Served by a daemon, a follower ends with its client.
+        if (!ctx.line.values.follow || stop || ctx.proc.gone?.aborted) break;
         // The log is written by other processes; LMDB does not notify across processes, so this reads again shortly.
         if (batch.length === 0) await new Promise((r) => setTimeout(r, 250));
       }

@@ -20,10 +20,12 @@ import { StringDecoder } from 'node:string_decoder';
 /**
  * The commands the daemon runs for its clients (cli/daemon.ts refuses the
  * rest): the container commands that need nothing of the client's process
- * but its output streams and signals. Not exec (it hands the client's
- * terminal descriptors to the process), nor the rest.
+ * but its output streams and signals, and `events`, which the daemon
+ * answers after storing the events it has (so a reader sees what the
+ * daemon's commands did). Not exec (it hands the client's terminal
+ * descriptors to the process), nor the rest.
  */
-export const REMOTE_COMMANDS: ReadonlySet<string> = new Set(['run', 'create', 'start', 'stop', 'rm', 'ps', 'logs']);
+export const REMOTE_COMMANDS: ReadonlySet<string> = new Set(['run', 'create', 'start', 'stop', 'rm', 'ps', 'logs', 'events']);
 
 /** Every command of the CLI (cli/run.ts; a test keeps the two equal), for naming a command before the CLI is loaded. */
 export const COMMAND_NAMES: ReadonlySet<string> = new Set([

@@ -175,7 +175,7 @@ describe('berth daemon', () => {
         const left = JSON.parse(await berthOk(root, ['-o', 'json', 'ps'])) as Array<{ name: string }>;
         return left.length === 0 ? true : undefined;
       }, 20_000, 200);
-      // The supervisor's events reach the log in its next batch (200 ms), not with the removal.
+      // The supervisor publishes its events after the removal that `ps` shows.
       const types = async (n: string): Promise<string[]> => (await storedEvents(root)).filter((e) => (e.event as { name?: string }).name === n).map((e) => e.event.type);
       await eventually('the removals in the event log', async () => ((await types('orphan')).at(-1) === 'container.removed' && (await types('detached')).at(-1) === 'container.removed' ? true : undefined), 5_000);
       assert.deepEqual((await types('orphan')).slice(-3), ['container.adopted', 'container.exited', 'container.removed']);

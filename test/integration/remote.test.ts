@@ -64,7 +64,7 @@ describe('container commands through the daemon', () => {
       assert.equal(res.stdout, 'out\n');
       assert.equal(res.stderr, 'err\n');
       assert.ok(servedLine(daemon, '"seven"'), `the daemon served the run: ${daemon.stderr()}`);
-      // Stored by the time the client returned (the daemon stores events in batches), the exit told once: by the removal, not the supervisor.
+      // Read through the daemon, which stores the events it has before it answers `berth events`; the exit told once: by the removal, not the supervisor.
       const events = (await storedEvents(root)).filter((e) => (e.event as { name?: string }).name === 'seven');
       assert.deepEqual(events.map((e) => e.event.type), ['container.created', 'container.started', 'container.exited', 'container.removed']);
       assert.equal((events[2]!.event as { exitCode?: number }).exitCode, 7);
@@ -193,6 +193,29 @@ describe('container commands through the daemon', () => {
       await eventually('orphan to be removed', async () => ((await ps(root)).length === 0 ? true : undefined), 20_000, 200);
       await assertNothingLeft(root, 'after the client vanished');
       assert.match(daemon.stderr(), /the caller is gone; stopping its foreground container.*orphan/);
+    });
+  });
+
+  test('events -f through the daemon: what served commands did arrives as it happens, and the follower ends with its client', async () => {
+    await withDaemon(async (root, daemon, names) => {
+      names.push('watched');
+      const { child, done } = startBerth(root, ['-o', 'json', 'events', '-f']);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await berthOk(root, ['run', '--rm', '--name', 'watched', img.busybox, '--', 'true']);
+      const types = (): string[] =>
+        out
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { event: { type: string; name?: string } })
+          .filter((e) => e.event.name === 'watched')
+          .map((e) => e.event.type);
+      await eventually('the run in the followed log', async () => (types().includes('container.removed') ? true : undefined), 10_000);
+      assert.deepEqual(types(), ['container.created', 'container.started', 'container.exited', 'container.removed']);
+      child.kill('SIGKILL');
+      await done;
+      // The daemon's follower notices its client is gone at its next read (every 250 ms) and ends: the line is logged as served.
+      await eventually('the follower to end', async () => (servedLine(daemon, '"events","-f"') ? true : undefined), 5_000);
     });
   });
 

@@ -18,8 +18,8 @@ describe('remoteSocket', () => {
     assert.deepEqual([...VALUED].sort(), valued.sort());
   });
 
-  test('the commands sent are the container commands that need no terminal of the client', () => {
-    assert.deepEqual([...REMOTE_COMMANDS].sort(), ['create', 'logs', 'ps', 'rm', 'run', 'start', 'stop']);
+  test('the commands sent are the container commands that need no terminal of the client, and events', () => {
+    assert.deepEqual([...REMOTE_COMMANDS].sort(), ['create', 'events', 'logs', 'ps', 'rm', 'run', 'start', 'stop']);
   });
 
   test('container commands find --state DIR, --state=DIR, BERTH_STATE, or /run/berth', () => {
@@ -27,6 +27,7 @@ describe('remoteSocket', () => {
     assert.equal(remoteSocket(['ps'], { BERTH_STATE: '/s' }, '/'), '/s/api.sock');
     assert.equal(remoteSocket(['--state', '/x', 'ps'], { BERTH_STATE: '/s' }, '/'), '/x/api.sock');
     assert.equal(remoteSocket(['logs', 'c', '--state=/y'], {}, '/'), '/y/api.sock');
+    assert.equal(remoteSocket(['-o', 'json', 'events', '-f'], {}, '/'), '/run/berth/api.sock');
     assert.equal(remoteSocket(['--state', 'rel', 'stop', 'c'], {}, '/home/u'), '/home/u/rel/api.sock', 'relative to the cwd');
     // Global options' values are not command words.
     assert.equal(remoteSocket(['--root', 'run', '-o', 'json', '--log-level', 'debug', 'ps'], {}, '/'), '/run/berth/api.sock');
@@ -34,7 +35,7 @@ describe('remoteSocket', () => {
   });
 
   test('other commands, and anything after --, stay local', () => {
-    for (const argv of [['exec', 'c', '--', 'sh'], ['daemon'], ['apply', '-f', 'd'], ['image', 'pull', 'x'], ['events'], ['status'], [], ['--help'], ['--', 'run']]) {
+    for (const argv of [['exec', 'c', '--', 'sh'], ['daemon'], ['apply', '-f', 'd'], ['image', 'pull', 'x'], ['status'], [], ['--help'], ['--', 'run']]) {
       assert.equal(remoteSocket(argv, {}, '/'), undefined, argv.join(' '));
     }
     assert.equal(remoteSocket(['run', 'img', '--', 'sh', '--state', '/nope'], {}, '/'), '/run/berth/api.sock');
