@@ -118,109 +118,116 @@ interface Frame {
  */
 export function runRemote(argv: string[], socket: string, proc: RemoteProcess, opts: { answerTimeoutMs?: number } = {}): Promise<number | undefined> {
   return new Promise((settle) => {
+    const conn = connect({ path: socket });
+    const chunk = (value: unknown): string => {
+      const text = JSON.stringify(value) + '\n';
+      return `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
+    };
+    // The request first, in one write: node:net holds it until the connection is up and sends it before the
+    // 'connect' listener below runs, so the daemon starts on the line while this process sets up the rest.
+    const line = { argv, env: berthEnv(proc.env), cwd: proc.cwd, tty: { stdout: Boolean(proc.stdout.isTTY), stderr: Boolean(proc.stderr.isTTY) } };
+    conn.write(`POST /cli HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n${chunk(line)}`);
     let answered = false;
     let settled = false;
     let exit: number | undefined;
-    const conn = connect({ path: socket });
+    let silent: NodeJS.Timeout | undefined;
+    let unlisten: (() => void) | undefined;
     const done = (code: number | undefined): void => {
       if (settled) return;
       settled = true;
       clearTimeout(silent);
-      unlisten();
+      unlisten?.();
       settle(code);
-    };
-    // A daemon answers as soon as it takes or refuses the line (api/server.ts): one that does not is stuck, and waiting on it would hang the caller.
-    const waitMs = opts.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
-    const silent = setTimeout(() => {
-      conn.destroy();
-      proc.stderr.write(`berth: error: the daemon at ${socket} took the command but did not answer within ${waitMs / 1000} s; it may be stuck (its log may say why; stop it and the command runs without it)\n`);
-      done(1);
-    }, waitMs);
-    const send = (value: unknown): void => {
-      const text = JSON.stringify(value) + '\n';
-      conn.write(`${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`);
     };
     const lost = (why: string): void => {
       if (exit !== undefined) return done(exit);
       proc.stderr.write(`berth: error: lost the daemon at ${socket} while it ran the command: ${why}\n`);
       done(1);
     };
-    const text = new StringDecoder('utf8');
-    let pending = '';
-    const frames = (bytes: Buffer): boolean => {
-      pending += text.write(bytes);
-      for (let i = pending.indexOf('\n'); i !== -1; i = pending.indexOf('\n')) {
-        const line = pending.slice(0, i);
-        pending = pending.slice(i + 1);
-        if (!line) continue;
-        let f: Frame;
-        try {
-          f = JSON.parse(line) as Frame;
-        } catch {
-          proc.stderr.write(`berth: error: the daemon at ${socket} sent something that is not a frame: ${line.slice(0, 200)}\n`);
-          continue;
-        }
-        if (f.stdout !== undefined) proc.stdout.write(f.stdout);
-        if (f.stderr !== undefined) proc.stderr.write(f.stderr);
-        if (f.exit !== undefined) exit = f.exit;
-        if (f.signal !== undefined) {
-          // The daemon finishes the command as it does for a client that went away (a foreground run stops its container).
-          conn.destroy();
-          done(128 + f.signal);
-          proc.die(f.signal);
-          return false;
-        }
-      }
-      return true;
-    };
-    const reply = new ResponseReader(
-      (status) => {
-        answered = true;
-        clearTimeout(silent);
-        if (status === 200) return true;
-        // Refused (409) or an older daemon without /cli (404): nothing ran; the caller runs the line.
-        conn.destroy();
-        done(undefined);
-        return false;
-      },
-      frames,
-    );
-    conn.on('data', (b: Buffer) => {
-      if (settled) return;
-      try {
-        reply.push(b);
-      } catch (err) {
-        conn.destroy();
-        if (!answered) return done(undefined);
-        return lost((err as Error).message);
-      }
-      if (!reply.complete || settled) return;
-      // The reply is whole: end the request body, and the exchange.
-      conn.end('0\r\n\r\n');
-      if (exit === undefined) proc.stderr.write(`berth: error: the daemon at ${socket} ended the command without an exit code\n`);
-      done(exit ?? 1);
-    });
-    conn.on('end', () => {
-      if (settled) return;
-      if (reply.endOfStream()) {
-        if (exit === undefined) proc.stderr.write(`berth: error: the daemon at ${socket} ended the command without an exit code\n`);
-        return done(exit ?? 1);
-      }
-      // Closed before an answer: a daemon going away (nothing ran); after one: the command's fate is unknown.
-      if (!answered) return done(undefined);
-      lost('the connection closed in the middle of the reply');
-    });
+    // At once: a connection that cannot be made ends in 'error', not 'connect'.
     conn.on('error', (err: NodeJS.ErrnoException) => {
       if (settled) return;
       if (!answered) return done(undefined); // ENOENT, ECONNREFUSED (a daemon that is gone), EACCES: the caller runs the line itself
       lost(err.message);
     });
-    const unlisten = proc.onSignal((signal) => {
-      if (!settled) send({ signal });
+    conn.once('connect', () => {
+      if (settled) return;
+      // A daemon answers as soon as it takes or refuses the line (api/server.ts): one that does not is stuck, and waiting on it would hang the caller.
+      const waitMs = opts.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+      silent = setTimeout(() => {
+        conn.destroy();
+        proc.stderr.write(`berth: error: the daemon at ${socket} took the command but did not answer within ${waitMs / 1000} s; it may be stuck (its log may say why; stop it and the command runs without it)\n`);
+        done(1);
+      }, waitMs);
+      unlisten = proc.onSignal((signal) => {
+        if (!settled) conn.write(chunk({ signal }));
+      });
+      const text = new StringDecoder('utf8');
+      let pending = '';
+      const frames = (bytes: Buffer): boolean => {
+        pending += text.write(bytes);
+        for (let i = pending.indexOf('\n'); i !== -1; i = pending.indexOf('\n')) {
+          const raw = pending.slice(0, i);
+          pending = pending.slice(i + 1);
+          if (!raw) continue;
+          let f: Frame;
+          try {
+            f = JSON.parse(raw) as Frame;
+          } catch {
+            proc.stderr.write(`berth: error: the daemon at ${socket} sent something that is not a frame: ${raw.slice(0, 200)}\n`);
+            continue;
+          }
+          if (f.stdout !== undefined) proc.stdout.write(f.stdout);
+          if (f.stderr !== undefined) proc.stderr.write(f.stderr);
+          if (f.exit !== undefined) exit = f.exit;
+          if (f.signal !== undefined) {
+            // The daemon finishes the command as it does for a client that went away (a foreground run stops its container).
+            conn.destroy();
+            done(128 + f.signal);
+            proc.die(f.signal);
+            return false;
+          }
+        }
+        return true;
+      };
+      const reply = new ResponseReader(
+        (status) => {
+          answered = true;
+          clearTimeout(silent);
+          if (status === 200) return true;
+          // Refused (409) or an older daemon without /cli (404): nothing ran; the caller runs the line.
+          conn.destroy();
+          done(undefined);
+          return false;
+        },
+        frames,
+      );
+      conn.on('data', (b: Buffer) => {
+        if (settled) return;
+        try {
+          reply.push(b);
+        } catch (err) {
+          conn.destroy();
+          if (!answered) return done(undefined);
+          return lost((err as Error).message);
+        }
+        if (!reply.complete || settled) return;
+        // The reply is whole: end the request body, and the exchange.
+        conn.end('0\r\n\r\n');
+        if (exit === undefined) proc.stderr.write(`berth: error: the daemon at ${socket} ended the command without an exit code\n`);
+        done(exit ?? 1);
+      });
+      conn.on('end', () => {
+        if (settled) return;
+        if (reply.endOfStream()) {
+          if (exit === undefined) proc.stderr.write(`berth: error: the daemon at ${socket} ended the command without an exit code\n`);
+          return done(exit ?? 1);
+        }
+        // Closed before an answer: a daemon going away (nothing ran); after one: the command's fate is unknown.
+        if (!answered) return done(undefined);
+        lost('the connection closed in the middle of the reply');
+      });
     });
-    // Written before the connection is up: node:net queues it.
-    conn.write('POST /cli HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n');
-    send({ argv, env: berthEnv(proc.env), cwd: proc.cwd, tty: { stdout: Boolean(proc.stdout.isTTY), stderr: Boolean(proc.stderr.isTTY) } });
   });
 }
 
