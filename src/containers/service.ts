@@ -6,7 +6,7 @@ import { findExecutableInRoot } from '../archive/lookup.js';
 import { readFileInRoot } from '../archive/read.js';
 import { BerthError, isBerthError } from '../errors.js';
 import type { EventPublisher } from '../events.js';
-import { acquireLock, withLock } from '../lock/index.js';
+import { acquireLock } from '../lock/index.js';
 import type { Logger } from '../log.js';
 import type { ContainerRecord, MetadataStore, RestartPolicy } from '../metadata/store.js';
 import { isMountPoint, mountAll, unmount } from '../mount/index.js';
@@ -134,12 +134,26 @@ export class ContainerService {
 
   /** The container's lock: one operation at a time across processes. */
   private async locked<T>(name: string, what: string, fn: () => Promise<T>): Promise<T> {
-    // withLock makes locks/ (owner-only) when --state is a fresh tmpfs without it.
-    return withLock(
-      join(this.deps.state, 'locks', `container-${name}.lock`),
-      { holder: { pid: this.deps.pid, what: `${this.deps.actor}: ${what} ${name}` }, timeoutMs: this.deps.lockTimeoutMs ?? 30_000, what: `container "${name}"` },
-      fn,
-    );
+    // acquireLock makes locks/ (owner-only) when --state is a fresh tmpfs without it.
+    const lock = await acquireLock(join(this.deps.state, 'locks', `container-${name}.lock`), {
+      holder: { pid: this.deps.pid, what: `${this.deps.actor}: ${what} ${name}` },
+      timeoutMs: this.deps.lockTimeoutMs ?? 30_000,
+      what: `container "${name}"`,
+    });
+    try {
+      return await fn();
+    } finally {
+      await lock.release({ remove: await this.gone(name) });
+    }
+  }
+
+  /**
+   * Whether no container has this name (any more): its lock files can go, or
+   * they would pile up under --state/locks, two per name ever used (`run --rm`
+   * without --name makes a new one each time).
+   */
+  private async gone(name: string): Promise<boolean> {
+    return (await this.deps.metadata.containers.get(name).catch(() => 'unknown')) === undefined;
   }
 
   async record(name: string): Promise<ContainerRecord> {
@@ -425,7 +439,7 @@ export class ContainerService {
       timeoutMs: this.deps.lockTimeoutMs ?? 30_000,
       what: `the foreground of container "${name}"`,
     });
-    return () => lock.release();
+    return async () => lock.release({ remove: await this.gone(name) });
   }
 
   /**
@@ -452,7 +466,7 @@ export class ContainerService {
       this.deps.logger.info('removed an auto-remove container after its exit', { container: name });
       return true;
     } finally {
-      await claim.release();
+      await claim.release({ remove: await this.gone(name) });
     }
   }
 

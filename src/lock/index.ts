@@ -1,4 +1,4 @@
-import { closeSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { tryLockExclusive, unlock } from '../linux/index.js';
@@ -23,7 +23,14 @@ export interface LockHolder {
 }
 
 export interface Lock {
-  release(): Promise<void>;
+  /**
+   * Lets go of the lock. With `remove`, its file goes first, while still
+   * held: for a lock of something that no longer exists (a removed
+   * container), whose files would otherwise pile up, one per name ever used.
+   * A waiter that had opened the removed file finds it gone once it gets it,
+   * and takes the file at the path instead (acquireLock).
+   */
+  release(opts?: { remove?: boolean }): Promise<void>;
 }
 
 export interface AcquireOptions {
@@ -66,13 +73,25 @@ export async function acquireLock(path: string, opts: AcquireOptions): Promise<L
     // under --state (a tmpfs, /run/berth), where each takes microseconds, while each trip through
     // libuv's thread pool costs ~0.1 ms, and a lock taken and released made six.
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const fd = openSync(path, 'a+', 0o600);
-    try {
-      for (let wait = POLL_FIRST_MS; !tryLockExclusive(fd, path); wait = Math.min(wait * 2, POLL_MAX_MS)) {
-        if (opts.signal?.aborted) throw cancelled(opts);
-        if (Date.now() >= deadline) throw await lockedError(path, opts);
-        await new Promise((r) => setTimeout(r, wait));
+    let fd: number;
+    for (;;) {
+      fd = openSync(path, 'a+', 0o600);
+      try {
+        for (let wait = POLL_FIRST_MS; !tryLockExclusive(fd, path); wait = Math.min(wait * 2, POLL_MAX_MS)) {
+          if (opts.signal?.aborted) throw cancelled(opts);
+          if (Date.now() >= deadline) throw await lockedError(path, opts);
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      } catch (err) {
+        closeSync(fd);
+        throw err;
       }
+      // The holder before may have removed the file it released (release({ remove })): a lock on that
+      // file excludes no one who opens the path now. Then the path's file is the lock.
+      if (isFileAt(fd, path)) break;
+      closeSync(fd);
+    }
+    try {
       const holder: LockHolder = { ...opts.holder, since: new Date().toISOString() };
       ftruncateSync(fd, 0);
       writeSync(fd, JSON.stringify(holder) + '\n', 0);
@@ -82,13 +101,14 @@ export async function acquireLock(path: string, opts: AcquireOptions): Promise<L
     }
     let released = false;
     return {
-      async release() {
+      async release(how = {}) {
         if (released) return;
         released = true;
         try {
-          ftruncateSync(fd, 0);
+          if (how.remove) unlinkSync(path);
+          else ftruncateSync(fd, 0);
         } catch {
-          // The holder note only names who holds it; the unlock below is what matters.
+          // The holder note only names who holds it, and a file left behind is only a file; the unlock below is what matters.
         }
         unlock(fd);
         closeSync(fd);
@@ -99,6 +119,13 @@ export async function acquireLock(path: string, opts: AcquireOptions): Promise<L
     done();
     throw err;
   }
+}
+
+/** Whether open file `fd` is the file at `path` now (not one removed or replaced since it was opened). */
+function isFileAt(fd: number, path: string): boolean {
+  const open = fstatSync(fd);
+  const now = statSync(path, { throwIfNoEntry: false });
+  return now !== undefined && now.ino === open.ino && now.dev === open.dev;
 }
 
 /** Waits for this process's holders and waiters ahead on `path`, within the deadline and the signal. */

@@ -108,6 +108,8 @@ export interface Leftovers {
   containers: string[];
   /** Containers runc knows under --state/runc. */
   runc: string[];
+  /** Per-container lock files under --state/locks (container-NAME.lock, attached-NAME.lock). */
+  locks: string[];
 }
 
 /** Everything a container leaves on the host of a test root (see startBerth: lib/ and run/). */
@@ -131,12 +133,13 @@ export async function leftovers(root: string): Promise<Leftovers> {
     snapshots,
     containers,
     runc: await runcList(root),
+    locks: (await ls(join(root, 'run', 'locks'))).filter((f) => /^(container|attached)-/.test(f)),
   };
 }
 
 /** Asserts a container left nothing behind. */
 export async function assertNothingLeft(root: string, what: string): Promise<void> {
-  assert.deepEqual(await leftovers(root), { mounts: [], bundles: [], logs: [], snapshots: [], containers: [], runc: [] }, what);
+  assert.deepEqual(await leftovers(root), { mounts: [], bundles: [], logs: [], snapshots: [], containers: [], runc: [], locks: [] }, what);
 }
 
 /** Container ids runc lists under the root's --state/runc. */

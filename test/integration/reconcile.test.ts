@@ -187,6 +187,7 @@ describe('berth validate, plan, apply', () => {
       assert.deepEqual(now.map((v) => [v.name, v.id, v.pid]), [['web', web.id, web.pid]]);
       const left = await leftovers(r.root);
       assert.deepEqual([left.bundles, left.snapshots, left.containers], [[web.id], [`container-${web.id}`], ['web']]);
+      assert.deepEqual(left.locks, ['container-web.lock'], 'the lock files of the deleted containers went with them');
     });
   });
 

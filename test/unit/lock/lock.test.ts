@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,6 +32,13 @@ setTimeout(async () => { await lock.release(); process.stdout.write('released\\n
       void exited.then((e) => reject(new Error(`child exited (${e.code ?? e.signal}) before printing ${text}: ${err}`)));
     });
   return { proc, exited, printed };
+}
+
+/** Whether process pid has the file at path open (its /proc fd links). */
+async function openedBy(pid: number, path: string): Promise<boolean> {
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+  for (const fd of fds) if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) === path) return true;
+  return false;
 }
 
 function assertLocked(err: unknown, pid: number, what: string): true {
@@ -174,6 +181,26 @@ describe('lock', () => {
         const lock = await acquireLock(path, opts('me'));
         assert.deepEqual({ ...(await lockHolder(path)), since: undefined }, { pid: process.pid, what: 'me', since: undefined });
         await lock.release();
+      } finally {
+        child.proc.kill('SIGKILL');
+      }
+    });
+  });
+
+  it('a release that removes the file: a waiter that had it open takes the file now at the path, which still excludes', async () => {
+    await withTempDir('berth-lock', async (dir) => {
+      const path = join(dir, 'lock');
+      const mine = await acquireLock(path, opts('parent'));
+      const child = holderChild(path, 'child');
+      try {
+        // Until the child has the file open, waiting on it.
+        for (let i = 0; !(await openedBy(child.proc.pid!, path)); i++) {
+          assert.ok(i < 200, 'the child never opened the lock file');
+          await sleep(25);
+        }
+        await mine.release({ remove: true });
+        await child.printed('held');
+        await assert.rejects(acquireLock(path, opts('again')), (err) => assertLocked(err, child.proc.pid!, 'child'));
       } finally {
         child.proc.kill('SIGKILL');
       }
