@@ -135,7 +135,7 @@ export class ContainerService {
   /** The container's lock: one operation at a time across processes. */
   private async locked<T>(name: string, what: string, fn: () => Promise<T>): Promise<T> {
     // acquireLock makes locks/ (owner-only) when --state is a fresh tmpfs without it.
-    const lock = await acquireLock(join(this.deps.state, 'locks', `container-${name}.lock`), {
+    const lock = await acquireLock(this.lockPath(name), {
       holder: { pid: this.deps.pid, what: `${this.deps.actor}: ${what} ${name}` },
       timeoutMs: this.deps.lockTimeoutMs ?? 30_000,
       what: `container "${name}"`,
@@ -470,6 +470,10 @@ export class ContainerService {
     }
   }
 
+  private lockPath(name: string): string {
+    return join(this.deps.state, 'locks', `container-${name}.lock`);
+  }
+
   private attachLockPath(name: string): string {
     return join(this.deps.state, 'locks', `attached-${name}.lock`);
   }
@@ -665,18 +669,37 @@ export class ContainerService {
     return v;
   }
 
-  /** Containers whose snapshot or bundle has no record (a create killed midway), removed. Returns how many. */
+  /**
+   * Containers whose snapshot or bundle has no record (a create killed
+   * midway), removed. Returns how many. A create in progress (in another
+   * process: its snapshot exists before its record) holds the name's lock,
+   * named by the snapshot's label: such a one is left alone.
+   */
   async removeOrphans(): Promise<number> {
-    const ids = new Set((await this.deps.metadata.containers.list()).map((r) => r.id));
+    const recorded = async (): Promise<Set<string>> => new Set((await this.deps.metadata.containers.list()).map((r) => r.id));
+    const ids = await recorded();
     const snapshotter = await this.deps.snapshotter();
     let n = 0;
     for (const s of await snapshotter.list()) {
       if (!s.key.startsWith(SNAPSHOT_PREFIX) || ids.has(s.key.slice(SNAPSHOT_PREFIX.length))) continue;
       const id = s.key.slice(SNAPSHOT_PREFIX.length);
-      this.deps.logger.info('removing the files of a container that has no record', { id });
-      await this.deps.runtime.delete(id, { force: true }).catch(() => {});
-      await this.removeFiles(id);
-      n++;
+      const name = s.labels['berth.io/container'];
+      let lock;
+      try {
+        lock = name && NAME.test(name) ? await acquireLock(this.lockPath(name), { holder: { pid: this.deps.pid, what: `${this.deps.actor}: remove orphan ${id}` }, timeoutMs: 0, what: `container "${name}"` }) : undefined;
+      } catch (err) {
+        if (isBerthError(err, 'LOCKED')) continue;
+        throw err;
+      }
+      try {
+        if ((await recorded()).has(id)) continue; // its create finished meanwhile
+        this.deps.logger.info('removing the files of a container that has no record', { id, ...(name ? { container: name } : {}) });
+        await this.deps.runtime.delete(id, { force: true }).catch(() => {});
+        await this.removeFiles(id);
+        n++;
+      } finally {
+        await lock?.release({ remove: name ? await this.gone(name) : false });
+      }
     }
     return n;
   }

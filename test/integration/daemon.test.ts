@@ -13,8 +13,9 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BerthEvent } from '../../src/events.js';
 import type { StoredEvent } from '../../src/metadata/store.js';
-import { runBerth, startBerth } from '../helpers/berth.js';
-import { berthOk, describeResult, eventually, mountsUnder, psOne, pushContainerImages, removeAll, runcList, startDaemon, storedEvents, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
+import { acquireLock } from '../../src/lock/index.js';
+import { openTestSystem, runBerth, startBerth } from '../helpers/berth.js';
+import { berthOk, describeResult, eventually, leftovers, mountsUnder, psOne, pushContainerImages, removeAll, runcList, startDaemon, storedEvents, type ContainerImages, type DaemonHandle } from '../helpers/containers.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { withTempDir } from '../helpers/tmp.js';
 
@@ -295,6 +296,30 @@ describe('berth daemon', () => {
       } finally {
         follower.child.kill('SIGKILL');
       }
+    });
+  });
+
+  test('a create killed midway (a container snapshot with no record) is removed when a daemon starts, unless a create holds its name', async () => {
+    await withRoot(async (root, _names, daemons) => {
+      const t = await openTestSystem(root);
+      try {
+        const { snapshotter } = await t.sys.snapshotter();
+        await snapshotter.prepare('container-aaaaaaaaaaaa', undefined, { labels: { 'berth.io/container': 'killed' } });
+        await snapshotter.prepare('container-bbbbbbbbbbbb', undefined, { labels: { 'berth.io/container': 'creating' } });
+      } finally {
+        await t.sys.close();
+      }
+      // A create in another process holds its name's lock from before its snapshot until its record.
+      const creating = await acquireLock(join(root, 'run', 'locks', 'container-creating.lock'), { holder: { pid: process.pid, what: 'test: create creating' }, timeoutMs: 0, what: 'container "creating"' });
+      try {
+        daemons.push(await startDaemon(root));
+        assert.deepEqual((await leftovers(root)).snapshots, ['container-bbbbbbbbbbbb'], 'the killed create is cleaned up, the one in progress is not');
+      } finally {
+        await creating.release();
+      }
+      await daemons.pop()!.kill();
+      daemons.push(await startDaemon(root));
+      assert.deepEqual((await leftovers(root)).snapshots, [], 'no create holds it now: an orphan too');
     });
   });
 
