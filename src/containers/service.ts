@@ -104,14 +104,16 @@ export const AUTO_REMOVE_LABEL = 'berth.io/auto-remove';
 
 /** Docker's rule for container names. */
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+const SNAPSHOT_PREFIX = 'container-';
+const MAX_ETC_BYTES = 1 << 20;
+const DEFAULT_STOP_TIMEOUT_MS = 10_000;
+
+/** Refuses a name that is not NAME, before any lock or file is made from it. */
 function checkName(name: string): void {
   if (!NAME.test(name)) {
     throw new BerthError('INVALID_ARGUMENT', `container name "${name}" is not valid`, { hint: 'use letters, digits, _ . - (starting with a letter or digit), at most 128 characters' });
   }
 }
-const SNAPSHOT_PREFIX = 'container-';
-const MAX_ETC_BYTES = 1 << 20;
-const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
 export class ContainerService {
   private readonly now: () => Date;
@@ -165,7 +167,6 @@ export class ContainerService {
   // --- create -------------------------------------------------------------
 
   async create(req: CreateRequest): Promise<ContainerRecord> {
-    checkName(req.name);
     return this.locked(req.name, 'create', () => this.createLocked(req, 'stopped'));
   }
 
@@ -178,7 +179,6 @@ export class ContainerService {
    * would, except one that was to be removed when it exits (`run --rm`).
    */
   async run(req: CreateRequest): Promise<ContainerRecord> {
-    checkName(req.name);
     return this.locked(req.name, 'run', async () => {
       const created = await this.createLocked(req, 'running');
       try {
@@ -470,11 +470,14 @@ export class ContainerService {
     }
   }
 
+  /** The lock of a container's operations; a name that is not a container name is refused (it would be a path). */
   private lockPath(name: string): string {
+    checkName(name);
     return join(this.deps.state, 'locks', `container-${name}.lock`);
   }
 
   private attachLockPath(name: string): string {
+    checkName(name);
     return join(this.deps.state, 'locks', `attached-${name}.lock`);
   }
 

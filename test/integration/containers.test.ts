@@ -434,4 +434,17 @@ describe('bad input is refused at create time, leaving nothing', () => {
       assert.equal((await mountsUnder(root)).length, 1, 'only the first container is mounted');
     });
   });
+
+  test('a name that is a path is refused by every command, and no lock file is made from it', async () => {
+    await withRoot(async (root) => {
+      // From --state/locks, container-../../../x.lock would be ROOT/x.lock.
+      for (const args of [['stop', '../../../x'], ['rm', '-f', '../../../x'], ['start', 'a/b'], ['run', '--name', '../../../x', img.busybox, '--', 'true']]) {
+        const res = await runBerth(root, args);
+        assert.equal(res.code, 1, describeResult(res));
+        assert.match(res.stderr, /berth: error: container name "[^"]*" is not valid/, args.join(' '));
+      }
+      assert.deepEqual((await readdir(root)).filter((f) => f.endsWith('.lock')), []);
+      assert.deepEqual(await readdir(join(root, 'run', 'locks')).catch(() => []), []);
+    });
+  });
 });
