@@ -11,6 +11,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onProcessSignal, serveFromDaemon } from './cli/remote.js';
 
@@ -36,6 +37,7 @@ export async function runLocally(argv: string[]): Promise<number> {
     hostPlatform: hostPlatform(process.platform, process.arch),
     stdio: [0, 1, 2],
     onSignal: onProcessSignal,
+    ...(process.argv[1] ? { self: [process.execPath, resolve(process.argv[1])] } : {}),
   });
 }
 

@@ -43,6 +43,8 @@ export interface SystemOptions {
   searchPath?: readonly string[];
   /** Names this process in lock holders and messages, e.g. "berth daemon". */
   actor?: string;
+  /** How to run berth itself (node and its script): for the monitors of `run -d --rm` containers, which run `berth cleanup` at their exit. */
+  self?: readonly string[];
 }
 
 export interface System {
@@ -177,6 +179,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
         state: opts.state,
         pid: opts.pid,
         actor: opts.actor ?? 'berth',
+        ...(opts.self?.length ? { cleanupCommand: (name: string) => [...opts.self!, '--root', opts.root, '--state', opts.state, 'cleanup', name] } : {}),
       });
     })());
   const recorder = recordEvents(events, metadata.events, logger);

@@ -144,7 +144,7 @@ async function createFrom(
   }
   const release = opts.autoRemove && opts.attached ? await service.attachForRemoval(finalName) : async () => {};
   try {
-    const req = { name: finalName, image: ref, config, ...(restart ? { restart } : {}), ...(opts.autoRemove ? { autoRemove: true } : {}) };
+    const req = { name: finalName, image: ref, config, ...(restart ? { restart } : {}), ...(opts.autoRemove ? { autoRemove: true, detached: !opts.attached } : {}) };
     await (opts.start ? service.run(req) : service.create(req));
   } catch (err) {
     await release();
@@ -391,4 +391,16 @@ const exec: Command = {
   },
 };
 
-export const containerCommands: Command[] = [run, create, start, ps, logs, stop, rm, exec];
+const cleanup: Command = {
+  name: 'cleanup',
+  usage: 'berth cleanup NAME',
+  summary: 'remove a --rm container that has exited and that no caller waits on (its monitor runs this when it exits)',
+  options: {},
+  async run(ctx) {
+    const name = positionals(ctx, 1, this.usage)[0]!;
+    await (await (await ctx.system()).containers()).removeIfAutoRemoved(name);
+    return 0;
+  },
+};
+
+export const containerCommands: Command[] = [run, create, start, ps, logs, stop, rm, exec, cleanup];

@@ -31,6 +31,8 @@ export interface ProcessInfo {
    * of waiting for a reader that will never come.
    */
   gone?: AbortSignal;
+  /** How to run berth itself from elsewhere (node and its script, absolute), when known. */
+  self?: readonly string[];
 }
 
 /** How the daemon runs a client's command line with its own open System. */

@@ -137,6 +137,7 @@ async function execute(argv: string[], proc: ProcessInfo, served: ServeOptions |
           isAlive: proc.isAlive,
           searchPath: (proc.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')),
           actor: `berth ${line.command.join(' ')}`,
+          ...(proc.self ? { self: proc.self } : {}),
         });
         return system;
       },

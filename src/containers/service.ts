@@ -57,6 +57,13 @@ export interface ContainerServiceDeps {
   /** Each container's log is rotated beyond this (default 10 MiB). */
   logMaxBytes?: number;
   lockTimeoutMs?: number;
+  /**
+   * The command line (argv) that runs `berth cleanup NAME` on this root and
+   * state, for the monitor of an auto-remove container no caller waits on
+   * (`run -d --rm`): it removes the container when it exits, with or
+   * without a daemon. Absent: only a daemon's supervisor does.
+   */
+  cleanupCommand?: (name: string) => readonly string[];
 }
 
 export interface CreateRequest {
@@ -69,6 +76,8 @@ export interface CreateRequest {
   managed?: ContainerRecord['managed'];
   /** Removed when it exits (`run --rm`): recorded as AUTO_REMOVE_LABEL. */
   autoRemove?: boolean;
+  /** No caller waits for its exit (`run -d`): with autoRemove, its monitor runs the cleanupCommand when it exits. */
+  detached?: boolean;
 }
 
 export type ContainerState = 'created' | 'running' | 'restarting' | 'exited';
@@ -181,8 +190,9 @@ export class ContainerService {
   async run(req: CreateRequest): Promise<ContainerRecord> {
     return this.locked(req.name, 'run', async () => {
       const created = await this.createLocked(req, 'running');
+      const cleanup = req.autoRemove && req.detached ? this.deps.cleanupCommand?.(req.name) : undefined;
       try {
-        return await this.startLocked(req.name, false, created);
+        return await this.startLocked(req.name, false, created, cleanup);
       } catch (err) {
         if (req.autoRemove) await this.removeLocked(req.name, { force: true }).catch(() => {});
         throw err;
@@ -315,7 +325,7 @@ export class ContainerService {
   }
 
   /** Starts the container; `created` is its record when run() has just made it (desired running, its start time in it, rootfs mounted, nothing in the runtime). */
-  private async startLocked(name: string, counted: boolean, created?: ContainerRecord): Promise<ContainerRecord> {
+  private async startLocked(name: string, counted: boolean, created?: ContainerRecord, exitCommand?: readonly string[]): Promise<ContainerRecord> {
     const { runtime, metadata } = this.deps;
     const rec = created ?? (await this.prepareStart(name, counted));
     try {
@@ -324,6 +334,7 @@ export class ContainerService {
         logPath: this.logPath(rec),
         logMaxBytes: this.deps.logMaxBytes ?? 10 * 1024 * 1024,
         cgroupsPath: `/berth/${rec.id}`,
+        ...(exitCommand ? { exitCommand } : {}),
       });
       await runtime.start(rec.id);
       // A container run() just made has its start time in the record it was made with: one durable write fewer.
@@ -620,8 +631,19 @@ export class ContainerService {
     // The runtime's state and the files are independent: removed side by side.
     await Promise.all([st ? this.deps.runtime.delete(rec.id, { force: true }) : undefined, this.removeFiles(rec.id), rm(this.logPath(rec), { force: true })]);
     await this.deps.metadata.containers.delete(name);
+    await this.dropAttachLock(name);
     if (exit) this.publishExit(rec, exit);
     this.deps.events.publish({ type: 'container.removed', name, id: rec.id });
+  }
+
+  /** Removes the file of the foreground claim on a removed container's name, unless a caller holds it (it removes it when it lets go). */
+  private async dropAttachLock(name: string): Promise<void> {
+    try {
+      const claim = await acquireLock(this.attachLockPath(name), { holder: { pid: this.deps.pid, what: `${this.deps.actor}: rm ${name}` }, timeoutMs: 0, what: `the foreground of container "${name}"` });
+      await claim.release({ remove: true });
+    } catch (err) {
+      if (!isBerthError(err, 'LOCKED')) this.deps.logger.warn('could not remove a lock file', { container: name, error: (err as Error).message });
+    }
   }
 
   // --- status -------------------------------------------------------------

@@ -104,6 +104,7 @@ export class RuncRuntime implements ContainerRuntime {
       '--socket-dir-path', join(this.opts.stateDir, 'sockets'),
       '--runtime-arg', '--root', '--runtime-arg', this.runcRoot,
       '--log-level', 'error',
+      ...(opts.exitCommand?.length ? ['--exit-command', opts.exitCommand[0]!, ...opts.exitCommand.slice(1).flatMap((a) => ['--exit-command-arg', a])] : []),
     ];
     const logFd = openSync(join(mon, 'conmon.log'), 'a', 0o600);
     try {

@@ -49,6 +49,8 @@ export interface CreateOptions {
   logMaxBytes: number;
   /** The cgroup path of the spec, read for OOM kills after an exit. */
   cgroupsPath?: string;
+  /** A command (argv, absolute path first) the monitor runs once it has written the exit record. */
+  exitCommand?: readonly string[];
 }
 
 export interface ExecOptions {

@@ -81,6 +81,21 @@ describe('output and exit codes', () => {
     });
   });
 
+  test('run -d --rm without a daemon: the container is removed when it exits (its monitor runs berth cleanup)', async () => {
+    await withRoot(async (root, names) => {
+      names.push('brief', 'steady');
+      assert.equal(await berthOk(root, ['run', '-d', '--rm', '--name', 'brief', img.busybox, '--', 'sh', '-c', 'sleep 1']), 'brief\n');
+      await berthOk(root, ['run', '-d', '--rm', '--name', 'steady', img.busybox, '--', 'sleep', '60']);
+      assert.equal((await psOne(root, 'brief')).state, 'running');
+      await eventually('brief to be removed', async () => ((await ps(root)).some((c) => c.name === 'brief') ? undefined : true), 20_000, 200);
+      // A cleanup of a container that still runs leaves it alone.
+      await berthOk(root, ['cleanup', 'steady']);
+      assert.equal((await psOne(root, 'steady')).state, 'running');
+      await berthOk(root, ['rm', '-f', 'steady']);
+      await assertNothingLeft(root, 'after both');
+    });
+  });
+
   test('foreground run of a container killed by SIGKILL exits 137, and ps shows signal 9', async () => {
     await withRoot(async (root, names) => {
       names.push('victim');
