@@ -162,7 +162,8 @@ const run: Command = {
     const sys = await ctx.system();
     const autoRemove = Boolean(ctx.line.values.rm);
     const detach = Boolean(ctx.line.values.detach);
-    // A foreground --rm removes the container when it exits, which processes the exit too; a detached one is left to a daemon.
+    // A foreground --rm removes the container when it exits, which processes the exit too; a detached one is removed by
+    // `berth cleanup`, which its monitor runs when it exits (and by a daemon's supervisor).
     const { service, name, release } = await createFrom(ctx, sys, str(ctx, 'name'), { autoRemove, attached: !detach, start: true });
     try {
       if (detach) {

@@ -6,7 +6,7 @@ import { findExecutableInRoot } from '../archive/lookup.js';
 import { readFileInRoot } from '../archive/read.js';
 import { BerthError, isBerthError } from '../errors.js';
 import type { EventPublisher } from '../events.js';
-import { acquireLock } from '../lock/index.js';
+import { acquireLock, type Lock } from '../lock/index.js';
 import type { Logger } from '../log.js';
 import type { ContainerRecord, MetadataStore, RestartPolicy } from '../metadata/store.js';
 import { isMountPoint, mountAll, unmount } from '../mount/index.js';
@@ -126,6 +126,8 @@ function checkName(name: string): void {
 
 export class ContainerService {
   private readonly now: () => Date;
+  /** Names whose foreground claim (attachForRemoval, removeIfAutoRemoved) this process holds. */
+  private readonly claims = new Set<string>();
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -450,7 +452,16 @@ export class ContainerService {
       timeoutMs: this.deps.lockTimeoutMs ?? 30_000,
       what: `the foreground of container "${name}"`,
     });
-    return async () => lock.release({ remove: await this.gone(name) });
+    return this.claimed(name, lock);
+  }
+
+  /** Notes a claim this process holds (removeLocked leaves its file to it); the release removes the file once no container has the name. */
+  private claimed(name: string, lock: Lock): () => Promise<void> {
+    this.claims.add(name);
+    return async () => {
+      this.claims.delete(name);
+      await lock.release({ remove: await this.gone(name) });
+    };
   }
 
   /**
@@ -463,9 +474,9 @@ export class ContainerService {
   async removeIfAutoRemoved(name: string): Promise<boolean> {
     const rec = await this.deps.metadata.containers.get(name);
     if (!rec || rec.labels[AUTO_REMOVE_LABEL] !== 'true') return false;
-    let claim;
+    let release;
     try {
-      claim = await acquireLock(this.attachLockPath(name), { holder: { pid: this.deps.pid, what: `${this.deps.actor}: remove ${name}` }, timeoutMs: 0, what: `the foreground of container "${name}"` });
+      release = this.claimed(name, await acquireLock(this.attachLockPath(name), { holder: { pid: this.deps.pid, what: `${this.deps.actor}: remove ${name}` }, timeoutMs: 0, what: `the foreground of container "${name}"` }));
     } catch (err) {
       if (isBerthError(err, 'LOCKED')) return true; // its caller removes it
       throw err;
@@ -477,7 +488,7 @@ export class ContainerService {
       this.deps.logger.info('removed an auto-remove container after its exit', { container: name });
       return true;
     } finally {
-      await claim.release({ remove: await this.gone(name) });
+      await release();
     }
   }
 
@@ -631,7 +642,8 @@ export class ContainerService {
     // The runtime's state and the files are independent: removed side by side.
     await Promise.all([st ? this.deps.runtime.delete(rec.id, { force: true }) : undefined, this.removeFiles(rec.id), rm(this.logPath(rec), { force: true })]);
     await this.deps.metadata.containers.delete(name);
-    await this.dropAttachLock(name);
+    // A claim this process holds (a foreground run --rm, the supervisor's removal) removes its file as it lets go.
+    if (!this.claims.has(name)) await this.dropAttachLock(name);
     if (exit) this.publishExit(rec, exit);
     this.deps.events.publish({ type: 'container.removed', name, id: rec.id });
   }

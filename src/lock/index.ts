@@ -104,12 +104,9 @@ export async function acquireLock(path: string, opts: AcquireOptions): Promise<L
       async release(how = {}) {
         if (released) return;
         released = true;
-        try {
-          if (how.remove) unlinkSync(path);
-          else ftruncateSync(fd, 0);
-        } catch {
-          // The holder note only names who holds it, and a file left behind is only a file; the unlock below is what matters.
-        }
+        // Failing either leaves only a file, or a stale holder note; the unlock below is what matters.
+        if (how.remove) ignoreErrors(() => unlinkSync(path));
+        ignoreErrors(() => ftruncateSync(fd, 0));
         unlock(fd);
         closeSync(fd);
         done();
@@ -118,6 +115,14 @@ export async function acquireLock(path: string, opts: AcquireOptions): Promise<L
   } catch (err) {
     done();
     throw err;
+  }
+}
+
+function ignoreErrors(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // see the caller
   }
 }
 
