@@ -474,13 +474,9 @@ export class ContainerService {
   async removeIfAutoRemoved(name: string): Promise<boolean> {
     const rec = await this.deps.metadata.containers.get(name);
     if (!rec || rec.labels[AUTO_REMOVE_LABEL] !== 'true') return false;
-    let release;
-    try {
-      release = this.claimed(name, await acquireLock(this.attachLockPath(name), { holder: { pid: this.deps.pid, what: `${this.deps.actor}: remove ${name}` }, timeoutMs: 0, what: `the foreground of container "${name}"` }));
-    } catch (err) {
-      if (isBerthError(err, 'LOCKED')) return true; // its caller removes it
-      throw err;
-    }
+    const claim = await this.tryLock(this.attachLockPath(name), `remove ${name}`, `the foreground of container "${name}"`);
+    if (!claim) return true; // its caller removes it
+    const release = this.claimed(name, claim);
     try {
       const st = await this.deps.runtime.state(rec.id);
       if (st?.status === 'running' || st?.status === 'created') return true; // not exited (yet): its exit comes back here
@@ -651,10 +647,19 @@ export class ContainerService {
   /** Removes the file of the foreground claim on a removed container's name, unless a caller holds it (it removes it when it lets go). */
   private async dropAttachLock(name: string): Promise<void> {
     try {
-      const claim = await acquireLock(this.attachLockPath(name), { holder: { pid: this.deps.pid, what: `${this.deps.actor}: rm ${name}` }, timeoutMs: 0, what: `the foreground of container "${name}"` });
-      await claim.release({ remove: true });
+      await (await this.tryLock(this.attachLockPath(name), `rm ${name}`, `the foreground of container "${name}"`))?.release({ remove: true });
     } catch (err) {
-      if (!isBerthError(err, 'LOCKED')) this.deps.logger.warn('could not remove a lock file', { container: name, error: (err as Error).message });
+      this.deps.logger.warn('could not remove a lock file', { container: name, error: (err as Error).message });
+    }
+  }
+
+  /** The lock at path if no one holds it, else undefined: for work that another holder does or makes moot. */
+  private async tryLock(path: string, doing: string, what: string): Promise<Lock | undefined> {
+    try {
+      return await acquireLock(path, { holder: { pid: this.deps.pid, what: `${this.deps.actor}: ${doing}` }, timeoutMs: 0, what });
+    } catch (err) {
+      if (isBerthError(err, 'LOCKED')) return undefined;
+      throw err;
     }
   }
 
@@ -721,13 +726,9 @@ export class ContainerService {
       if (!s.key.startsWith(SNAPSHOT_PREFIX) || ids.has(s.key.slice(SNAPSHOT_PREFIX.length))) continue;
       const id = s.key.slice(SNAPSHOT_PREFIX.length);
       const name = s.labels['berth.io/container'];
-      let lock;
-      try {
-        lock = name && NAME.test(name) ? await acquireLock(this.lockPath(name), { holder: { pid: this.deps.pid, what: `${this.deps.actor}: remove orphan ${id}` }, timeoutMs: 0, what: `container "${name}"` }) : undefined;
-      } catch (err) {
-        if (isBerthError(err, 'LOCKED')) continue;
-        throw err;
-      }
+      const named = name !== undefined && NAME.test(name);
+      const lock = named ? await this.tryLock(this.lockPath(name), `remove orphan ${id}`, `container "${name}"`) : undefined;
+      if (named && !lock) continue; // its create is in progress
       try {
         if ((await recorded()).has(id)) continue; // its create finished meanwhile
         this.deps.logger.info('removing the files of a container that has no record', { id, ...(name ? { container: name } : {}) });
