@@ -156,16 +156,6 @@ function cancelled(opts: AcquireOptions): BerthError {
   return new BerthError('CANCELLED', `${opts.what}: gave up waiting for the lock`);
 }
 
-/** Runs fn holding the lock. */
-export async function withLock<T>(path: string, opts: AcquireOptions, fn: () => Promise<T>): Promise<T> {
-  const lock = await acquireLock(path, opts);
-  try {
-    return await fn();
-  } finally {
-    await lock.release();
-  }
-}
-
 /** The holder written in the lock file, if any (a lock file without a holder is free or being taken). */
 export async function lockHolder(path: string): Promise<LockHolder | undefined> {
   const text = await readFile(path, 'utf8').catch(() => '');
