@@ -93,7 +93,11 @@ try {
   await sleep(7000);
   berth('ps');
   berth('status');
-  execFileSync('sh', ['-c', `node ${berthArgs('lib', ['events', '-o', 'text']).join(' ')} | grep -E 'container\\.(restart|gave-up|exited)' | tail -6`], { stdio: 'inherit' });
+  console.log('\n$ berth events -o text   # its last 6 exits and restarts');
+  const events = execFileSync(berthCommand, berthArgs('lib', ['events', '-o', 'text']), { encoding: 'utf8' });
+  const kept = events.split('\n').filter((l) => /container\.(restart|gave-up|exited)/.test(l));
+  if (!kept.length) throw new Error('berth events shows no exit or restart of the restart-policies containers');
+  console.log(kept.slice(-6).join('\n'));
   daemon.kill('SIGTERM');
   await new Promise((r) => daemon!.once('exit', r));
   daemon = undefined;
