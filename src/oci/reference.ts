@@ -101,18 +101,19 @@ export function parseReference(s: string): Reference {
   if (!DOMAIN_RE.test(domain)) {
     throw invalid(s, `registry host ${JSON.stringify(domain)} is not a valid host[:port]`, 'a registry host is a DNS name, an IPv4 address or a bracketed IPv6 address, optionally followed by :port');
   }
-  if (path.toLowerCase() !== path) {
-    const suggestion = s.slice(0, rest.length - written.path.length) + written.path.toLowerCase() + s.slice(rest.length);
-    throw invalid(s, `repository name ${JSON.stringify(path)} must be lowercase`, `repository names are lowercase: use ${JSON.stringify(suggestion)}`);
-  }
+  // Components are checked lowercased: a name whose only fault is its case gets the lowercase spelling as its hint.
   for (const component of path.split('/')) {
-    if (!PATH_COMPONENT_RE.test(component)) {
+    if (!PATH_COMPONENT_RE.test(component.toLowerCase())) {
       throw invalid(
         s,
         component === '' ? `repository name ${JSON.stringify(path)} has an empty path component` : `path component ${JSON.stringify(component)} of repository ${JSON.stringify(path)} is not valid`,
         'path components are separated by single "/"; each is lowercase letters and digits, joined by ".", "_", "__" or dashes, and starts and ends with a letter or digit',
       );
     }
+  }
+  if (path.toLowerCase() !== path) {
+    const suggestion = s.slice(0, rest.length - written.path.length) + written.path.toLowerCase() + s.slice(rest.length);
+    throw invalid(s, `repository name ${JSON.stringify(path)} must be lowercase`, `repository names are lowercase: use ${JSON.stringify(suggestion)}`);
   }
   const nameLength = domain.length + 1 + path.length;
   if (nameLength > MAX_NAME_LENGTH) {

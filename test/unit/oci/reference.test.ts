@@ -49,6 +49,9 @@ const invalid: Array<[input: string, code: ErrorCode, fragment: string]> = [
   ['Busybox', 'INVALID_REFERENCE', 'must be lowercase'],
   ['team/App:1', 'INVALID_REFERENCE', 'must be lowercase'],
   ['registry.example/Team/app', 'INVALID_REFERENCE', 'must be lowercase'],
+  // Invalid in any case: the component is named, no lowercase spelling is offered.
+  ['BAD REF', 'INVALID_REFERENCE', 'path component "BAD REF" of repository "library/BAD REF" is not valid'],
+  ['Team/-App', 'INVALID_REFERENCE', 'path component "-App"'],
   ['busybox:', 'INVALID_REFERENCE', 'nothing follows ":"'],
   ['registry.example:5000/x:', 'INVALID_REFERENCE', 'nothing follows ":"'],
   ['busybox@', 'INVALID_REFERENCE', 'nothing follows "@"'],
