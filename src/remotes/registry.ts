@@ -224,7 +224,8 @@ export class RegistryResolver implements Resolver {
 
   private onRetry(ex: Exchange, n: RetryNotice): void {
     const { host, ref } = ex.subject;
-    this.log.warn('registry request failed; retrying', { host, ref, what: ex.subject.what, attempt: n.attempt, delayMs: n.delayMs, reason: n.reason });
+    // Info, not warn: the pull.retry event tells the same to the progress display and the events log.
+    this.log.info('registry request failed; retrying', { host, ref, what: ex.subject.what, attempt: n.attempt, delayMs: n.delayMs, reason: n.reason });
     this.events.publish({ type: 'pull.retry', ref, host, attempt: n.attempt, delayMs: n.delayMs, reason: n.reason });
   }
 

@@ -46,7 +46,7 @@ test('429 with Retry-After: the requested delay is honoured, logged and publishe
   await h.resolver.resolve(ref);
   assert.deepEqual(h.sleeps, [3000]);
   assert.deepEqual(h.events, [{ type: 'pull.retry', ref: `${srv.host}/team/app:1`, host: srv.host, attempt: 2, delayMs: 3000, reason: 'HTTP 429' }]);
-  assert.ok(h.logs.some((r) => r.level === 'warn' && r.fields.host === srv.host && r.fields.delayMs === 3000));
+  assert.ok(h.logs.some((r) => r.level === 'info' && r.fields.host === srv.host && r.fields.delayMs === 3000));
 });
 
 test('a huge Retry-After is capped', async (t) => {
