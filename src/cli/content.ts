@@ -1,5 +1,6 @@
 import type { Command } from './context.js';
 import { writeJSON } from './context.js';
+import { counted } from './format.js';
 
 /** `berth content verify`: re-hash every blob and report the bad ones. */
 
@@ -18,7 +19,7 @@ const verify: Command = {
     if (ctx.globals.output === 'json') writeJSON(ctx.proc.stdout, { good, bad });
     else {
       for (const d of bad) ctx.proc.stdout.write(`corrupt: ${d}\n`);
-      ctx.proc.stdout.write(`${good} blobs good, ${bad.length} corrupt\n`);
+      ctx.proc.stdout.write(`${counted(good, 'blob')} good, ${bad.length} corrupt\n`);
     }
     if (bad.length) {
       sys.logger.error('corrupt blobs found', { count: bad.length });

@@ -19,6 +19,11 @@ export function formatDuration(ms: number): string {
   return `${m}m${Math.round((ms % 60_000) / 1000)}s`;
 }
 
+/** "1 file", "2 files": a count with its noun, plural unless one. */
+export function counted(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 export function shortDigest(d: string): string {
   const i = d.indexOf(':');
   return d.slice(i + 1, i + 13);

@@ -7,7 +7,7 @@ import type { System } from '../system.js';
 import type { Command, CommandContext, Output } from './context.js';
 import { writeJSON } from './context.js';
 import { parseDurationOption } from './duration.js';
-import { shortDigest } from './format.js';
+import { counted, shortDigest } from './format.js';
 
 /**
  * `berth validate | plan | apply | explain`: the manifests in, a plan out,
@@ -105,7 +105,7 @@ const validate: Command = {
     if (ctx.globals.output === 'json') writeJSON(ctx.proc.stdout, { files: result.files, objects: result.objects.length, errors: result.errors });
     else {
       await printManifestErrors(ctx.proc.stderr, result);
-      ctx.proc.stdout.write(`${result.objects.length} objects valid in ${result.files.length} files; ${result.errors.length} errors\n`);
+      ctx.proc.stdout.write(`${counted(result.objects.length, 'object')} valid in ${counted(result.files.length, 'file')}; ${counted(result.errors.length, 'error')}\n`);
     }
     return result.errors.length ? 1 : 0;
   },
@@ -151,8 +151,8 @@ export function renderReport(out: Output, report: ApplyReport, manifestErrors = 
   for (const o of report.plan.orphans) out.write(`     orphan ${o}: no manifest declares it (--prune removes it)\n`);
   const failed = report.steps.filter((s) => !s.ok).length + report.plan.conflicts.length;
   const total = report.steps.length + report.plan.conflicts.length;
-  let summary = report.converged ? `${report.steps.length} changes applied` : `${failed} of ${total} failed`;
-  if (manifestErrors) summary += `; ${manifestErrors} manifest error${manifestErrors === 1 ? '' : 's'}, their objects left as they are`;
+  let summary = report.converged ? `${counted(report.steps.length, 'change')} applied` : `${failed} of ${total} failed`;
+  if (manifestErrors) summary += `; ${counted(manifestErrors, 'manifest error')}, their objects left as they are`;
   out.write(`${report.converged && !manifestErrors ? 'converged' : 'not converged'}: ${summary}\n`);
 }
 

@@ -221,7 +221,7 @@ describe('berth validate, plan, apply', () => {
       const applied = await expectExit(r.root, ['apply', '--prune', '-f', r.dir], 1);
       assert.ok(applied.stderr.includes(where), applied.stderr);
       assert.match(applied.stdout, /ok {3}\+ create more/);
-      assert.match(applied.stdout, /not converged: 1 changes applied; 1 manifest error, their objects left as they are/);
+      assert.match(applied.stdout, /not converged: 1 change applied; 1 manifest error, their objects left as they are/);
       const now = byName(await ps(r.root));
       assert.deepEqual([...now.keys()].sort(), ['good', 'more', 'svc']);
       assert.deepEqual([now.get('svc')!.id, now.get('svc')!.pid], [svc.id, svc.pid], 'svc untouched');
