@@ -7,6 +7,7 @@ import type { ContainerConfig, ContainerMount } from '../runtime/index.js';
 import type { System } from '../system.js';
 import type { Command, CommandContext } from './context.js';
 import { positionals, writeJSON } from './context.js';
+import { daemonRuns } from './daemon.js';
 import { formatDuration, formatError, shortDigest, table } from './format.js';
 import { PullProgress } from './progress.js';
 
@@ -150,6 +151,9 @@ async function createFrom(
     await release();
     throw err;
   }
+  if (!opts.attached && restart && restart.policy !== 'never' && !(await daemonRuns(ctx.globals.state, ctx.proc.isAlive))) {
+    ctx.proc.stderr.write(`berth: warning: no berth daemon runs on ${ctx.globals.state}: container "${finalName}" is restarted by its policy (--restart ${str(ctx, 'restart')}) only while one does\n`);
+  }
   return { service, name: finalName, release };
 }
 
@@ -278,11 +282,13 @@ function ago(iso: string | undefined, now: number): string {
   return iso ? formatDuration(now - Date.parse(iso)) : '-';
 }
 
-function stateText(c: ContainerView, now: number): string {
+/** `supervised`: a daemon runs, which does the restarts that are due. */
+function stateText(c: ContainerView, now: number, supervised: boolean): string {
   switch (c.state) {
     case 'running':
       return 'running';
     case 'restarting':
+      if (!supervised) return 'restart pending (no daemon)';
       return `restarting in ${formatDuration(Math.max(0, Date.parse(c.nextRestartAt ?? '') - now))}`;
     case 'exited':
       return `exited ${ago(c.finishedAt, now)} ago`;
@@ -303,13 +309,14 @@ const ps: Command = {
       return 0;
     }
     const now = Date.now();
+    const supervised = !views.some((c) => c.state === 'restarting') || (await daemonRuns(ctx.globals.state, ctx.proc.isAlive));
     ctx.proc.stdout.write(
       table(
         ['NAME', 'IMAGE', 'STATE', 'EXIT', 'RESTARTS', 'UPTIME', 'ID'],
         views.map((c) => [
           c.name,
           `${c.image}@${shortDigest(c.imageDigest)}`,
-          stateText(c, now),
+          stateText(c, now, supervised),
           c.exitCode === undefined ? '-' : `${c.exitCode}${c.oomKilled ? ' (oom)' : ''}`,
           String(c.restarts),
           c.state === 'running' ? ago(c.startedAt, now) : '-',

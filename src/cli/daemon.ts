@@ -16,6 +16,20 @@ async function loadDesired(files: string[], prune: boolean, state: string): Prom
   return { desired: result.desired, protect: protection(result, prune), manifestErrors: result.errors.length, errors: result.errors };
 }
 
+/** The writer lock of a state directory: held by its daemon, or by an apply while it runs. */
+function stateLockPath(state: string): string {
+  return join(state, 'lock');
+}
+
+const DAEMON_HOLDER = 'berth daemon';
+
+/** Whether a live daemon holds the state's writer lock (by the lock's holder note): restart policies are kept only while one runs. */
+export async function daemonRuns(state: string, isAlive: (pid: number) => boolean): Promise<boolean> {
+  const { lockHolder } = await import('../lock/index.js');
+  const holder = await lockHolder(stateLockPath(state));
+  return holder?.what === DAEMON_HOLDER && isAlive(holder.pid);
+}
+
 const daemon: Command = {
   name: 'daemon',
   usage: 'berth daemon [-f DIR...] [--no-prune] [--resync D]',
@@ -31,7 +45,7 @@ const daemon: Command = {
     const stopped = new Promise<number>((r) => ctx.proc.onSignal!((signal) => r(signal)));
     // The state's one writer: a second daemon or an apply is refused, naming this one.
     const { acquireLock } = await import('../lock/index.js');
-    const lock = await acquireLock(join(ctx.globals.state, 'lock'), { holder: { pid: ctx.proc.pid, what: 'berth daemon' }, timeoutMs: 0, what: `state ${ctx.globals.state}` });
+    const lock = await acquireLock(stateLockPath(ctx.globals.state), { holder: { pid: ctx.proc.pid, what: DAEMON_HOLDER }, timeoutMs: 0, what: `state ${ctx.globals.state}` });
     const cleanup: Array<() => Promise<void> | void> = [() => lock.release()];
     try {
       const sys = await ctx.system();

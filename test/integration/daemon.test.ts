@@ -156,6 +156,35 @@ describe('berth daemon', () => {
     });
   });
 
+  test('restart policies need a daemon: run -d --restart warns when none runs; ps shows a due restart as pending until one comes back', async () => {
+    await withRoot(async (root, names, daemons) => {
+      names.push('alone', 'waiting');
+      const alone = await runBerth(root, ['run', '-d', '--name', 'alone', '--restart', 'on-failure:2', img.busybox, '--', 'sleep', '600']);
+      assert.equal(alone.code, 0, alone.stderr);
+      assert.match(alone.stderr, /warning: no berth daemon runs on .*: container "alone" is restarted by its policy \(--restart on-failure:2\) only while one does/);
+      const first = await startDaemon(root);
+      daemons.push(first);
+      const served = await runBerth(root, ['run', '-d', '--name', 'waiting', '--restart', 'always', img.busybox, '--', 'sh', '-c', 'exit 1']);
+      assert.equal(served.code, 0, served.stderr);
+      assert.doesNotMatch(served.stderr, /warning/, 'a daemon runs: no warning');
+      // After two restarts the backoff is 4 s: the daemon is killed while it waits.
+      await eventually('waiting to back off after its second restart', async () => {
+        const v = await psOne(root, 'waiting');
+        return v.state === 'restarting' && v.restarts === 2 ? v : undefined;
+      }, 40_000, 100);
+      await first.kill();
+      const table = await berthOk(root, ['ps']);
+      assert.match(table, /^waiting +\S+ +restart pending \(no daemon\) /m, table);
+      assert.match(table, /^alone +\S+ +running /m, table);
+      daemons.push(await startDaemon(root));
+      await eventually('a new daemon to do the pending restart', async () => {
+        const v = await psOne(root, 'waiting');
+        return v.restarts >= 3 ? v : undefined;
+      }, 30_000, 200);
+      assert.doesNotMatch(await berthOk(root, ['ps']), /no daemon/);
+    });
+  });
+
   test('run --rm is removed when it exits even when its caller is gone: a foreground one whose daemon was SIGKILLed, and a detached one', async () => {
     await withRoot(async (root, names, daemons) => {
       const first = await startDaemon(root);
