@@ -59,8 +59,8 @@ export interface ContainerServiceDeps {
   lockTimeoutMs?: number;
   /**
    * The command line (argv) that runs `berth cleanup NAME` on this root and
-   * state, for the monitor of an auto-remove container no caller waits on
-   * (`run -d --rm`): it removes the container when it exits, with or
+   * state, for the monitor of an auto-remove container (`run --rm`): it
+   * removes the container when it exits and no caller is there to, with or
    * without a daemon. Absent: only a daemon's supervisor does.
    */
   cleanupCommand?: (name: string) => readonly string[];
@@ -76,7 +76,7 @@ export interface CreateRequest {
   managed?: ContainerRecord['managed'];
   /** Removed when it exits (`run --rm`): recorded as AUTO_REMOVE_LABEL. */
   autoRemove?: boolean;
-  /** No caller waits for its exit (`run -d`): with autoRemove, its monitor runs the cleanupCommand when it exits. */
+  /** No caller waits for its exit (`run -d`): with autoRemove, its monitor runs the cleanupCommand when it exits (in the foreground, only if its caller is gone by then). */
   detached?: boolean;
 }
 
@@ -192,7 +192,7 @@ export class ContainerService {
   async run(req: CreateRequest): Promise<ContainerRecord> {
     return this.locked(req.name, 'run', async () => {
       const created = await this.createLocked(req, 'running');
-      const cleanup = req.autoRemove && req.detached ? this.deps.cleanupCommand?.(req.name) : undefined;
+      const cleanup = req.autoRemove ? this.exitCleanup(req.name, req.detached === true) : undefined;
       try {
         return await this.startLocked(req.name, false, created, cleanup);
       } catch (err) {
@@ -486,6 +486,21 @@ export class ContainerService {
     } finally {
       await release();
     }
+  }
+
+  /**
+   * What the monitor of an auto-remove container runs when it exits, given
+   * a cleanupCommand. Detached: `berth cleanup NAME`. In the foreground the
+   * caller removes it, holding the name's claim (attachForRemoval); the
+   * monitor's shell starts `berth cleanup` only when that claim is free at
+   * the exit (its caller was killed), which spares a node start after every
+   * foreground run. The cleanup tries the claim itself: the check only
+   * filters.
+   */
+  private exitCleanup(name: string, detached: boolean): readonly string[] | undefined {
+    const command = this.deps.cleanupCommand?.(name);
+    if (!command || detached) return command;
+    return ['/bin/sh', '-c', 'claim=$1; shift; [ -e "$claim" ] && flock -n "$claim" true && exec "$@"; exit 0', 'berth-cleanup', this.attachLockPath(name), ...command];
   }
 
   /** The lock of a container's operations; a name that is not a container name is refused (it would be a path). */

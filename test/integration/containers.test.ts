@@ -96,6 +96,19 @@ describe('output and exit codes', () => {
     });
   });
 
+  test('run --rm whose caller is SIGKILLed, without a daemon: the container runs on and is removed when it exits', async () => {
+    await withRoot(async (root, names) => {
+      names.push('abandoned');
+      const { child, done } = startBerth(root, ['run', '--rm', '--name', 'abandoned', img.busybox, '--', 'sleep', '2']);
+      await running(root, 'abandoned');
+      child.kill('SIGKILL');
+      assert.equal((await done).signal, 'SIGKILL');
+      assert.equal((await psOne(root, 'abandoned')).state, 'running', 'the container outlives its caller');
+      await eventually('abandoned to be removed after its exit', async () => ((await ps(root)).some((c) => c.name === 'abandoned') ? undefined : true), 20_000, 200);
+      await assertNothingLeft(root, 'after the cleanup');
+    });
+  });
+
   test('foreground run of a container killed by SIGKILL exits 137, and ps shows signal 9', async () => {
     await withRoot(async (root, names) => {
       names.push('victim');
