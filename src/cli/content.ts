@@ -1,8 +1,8 @@
 import type { Command } from './context.js';
-import { writeJSON } from './context.js';
-import { counted } from './format.js';
+import { positionals, writeJSON } from './context.js';
+import { counted, formatBytes, shortDigest } from './format.js';
 
-/** `berth content verify`: re-hash every blob and report the bad ones. */
+/** `berth content verify`: re-hash every blob and report the bad ones. `berth gc`: remove what nothing uses. */
 
 const verify: Command = {
   name: 'content verify',
@@ -29,4 +29,30 @@ const verify: Command = {
   },
 };
 
-export const contentCommands: Command[] = [verify];
+const gc: Command = {
+  name: 'gc',
+  usage: 'berth gc [--dry-run]',
+  summary: 'remove blobs, snapshots and stale partial downloads that no image, container or pull in progress uses',
+  options: { 'dry-run': { type: 'boolean' } },
+  async run(ctx) {
+    positionals(ctx, 0, this.usage);
+    const sys = await ctx.system();
+    const [{ collectGarbage }, { name, snapshotter }] = await Promise.all([import('../gc/index.js'), sys.snapshotter()]);
+    const report = await collectGarbage({ content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, logger: sys.logger }, { dryRun: Boolean(ctx.line.values['dry-run']) });
+    if (ctx.globals.output === 'json') {
+      writeJSON(ctx.proc.stdout, report);
+      return 0;
+    }
+    const verb = report.dryRun ? 'would remove' : 'removed';
+    for (const b of report.blobs) ctx.proc.stdout.write(`${verb} blob ${b.digest} (${formatBytes(b.size)})\n`);
+    for (const s of report.snapshots) ctx.proc.stdout.write(`${verb} snapshot ${shortDigest(s)}\n`);
+    for (const i of report.ingests) ctx.proc.stdout.write(`${verb} partial download ${i}\n`);
+    for (const k of report.skipped) ctx.proc.stdout.write(`kept ${k.what}: ${k.reason}\n`);
+    ctx.proc.stdout.write(
+      `${report.dryRun ? 'dry run: would remove' : 'removed'} ${counted(report.blobs.length, 'blob')}, ${counted(report.snapshots.length, 'snapshot')}, ${counted(report.ingests.length, 'partial download')}; ${formatBytes(report.bytes)} of content\n`,
+    );
+    return 0;
+  },
+};
+
+export const contentCommands: Command[] = [verify, gc];

@@ -29,7 +29,7 @@ export const REMOTE_COMMANDS: ReadonlySet<string> = new Set(['run', 'create', 's
 
 /** Every command of the CLI (cli/run.ts; a test keeps the two equal), for naming a command before the CLI is loaded. */
 export const COMMAND_NAMES: ReadonlySet<string> = new Set([
-  'apply', 'bundle create', 'cleanup', 'content verify', 'create', 'daemon', 'events', 'exec', 'explain',
+  'apply', 'bundle create', 'cleanup', 'content verify', 'create', 'daemon', 'events', 'exec', 'explain', 'gc',
   'image export', 'image import', 'image inspect', 'image ls', 'image pull', 'image rm', 'image unpack',
   'logs', 'plan', 'ps', 'rm', 'run', 'start', 'status', 'stop', 'validate',
 ]);

@@ -1,0 +1,167 @@
+import type { ContentStore } from '../content/store.js';
+import { isBerthError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { RefLabel, type Lease, type MetadataStore } from '../metadata/store.js';
+import type { Digest } from '../oci/digest.js';
+import type { SnapshotInfo, Snapshotter } from '../snapshots/snapshotter.js';
+
+/**
+ * gc/ — mark and sweep, after containerd's garbage collector. What is kept
+ * (marked):
+ *  - content reachable from an image name, from a container's image, or
+ *    named by a live lease (a pull or import in progress), following the
+ *    gc.ref labels (index → manifests → config and layers);
+ *  - committed snapshots named by a marked config's snapshot label or by a
+ *    container's chain ID, the parents of every snapshot that is not
+ *    committed (a container's rootfs, an unpack in progress), and those
+ *    chains down to their base;
+ *  - while a lease lives, every committed snapshot made since it began: an
+ *    unpack commits layers before its image's config is labelled;
+ *  - ingests (partial downloads, which a later pull resumes) that changed
+ *    within INGEST_MAX_AGE_MS or that a live lease names.
+ * Everything else in those three sets is removed. Active snapshots and
+ * views are never removed here: their owners (containers, unpacks) remove
+ * them or redo them.
+ *
+ * It runs beside pulls, imports and containers in other processes without
+ * a lock: candidates are listed first, then leases, then images, so a blob
+ * a pull commits is either named by its lease or by the image the pull
+ * recorded before it dropped its lease.
+ */
+
+/** Partial downloads older than this are stale: the lease of the pull that wrote them (24 h) would have expired. */
+export const INGEST_MAX_AGE_MS = 24 * 3600_000;
+
+export interface GcDeps {
+  content: ContentStore;
+  metadata: MetadataStore;
+  snapshotter: Snapshotter;
+  /** The snapshotter's name in snapshot labels (RefLabel.snapshot). */
+  snapshotterName: string;
+  logger: Logger;
+  now?: () => Date;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  /** Blobs removed (or, dry, to remove), with their sizes. */
+  blobs: Array<{ digest: Digest; size: number }>;
+  /** Committed snapshots removed, children before parents. */
+  snapshots: string[];
+  /** Ingest refs removed. */
+  ingests: string[];
+  /** Bytes of the removed blobs and ingests (snapshot sizes are not counted). */
+  bytes: number;
+  /** Garbage that could not be removed this time, and why (a snapshot that gained a child meanwhile). */
+  skipped: Array<{ what: string; reason: string }>;
+}
+
+export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = {}): Promise<GcReport> {
+  const { content, metadata, snapshotter, logger } = deps;
+  const now = (deps.now ?? (() => new Date()))();
+  const dryRun = opts.dryRun === true;
+
+  // Candidates first: whatever appears after this is not touched.
+  const blobs: Array<{ digest: Digest; size: number }> = [];
+  for await (const b of content.list()) blobs.push({ digest: b.digest, size: b.size });
+  const snapshots = await snapshotter.list();
+  const ingests = await content.ingests();
+
+  // Roots: leases before images (a pull records its image before it drops its lease).
+  const leases = (await metadata.leases.list()).filter((l) => !l.expiresAt || Date.parse(l.expiresAt) > now.getTime());
+  const images = await metadata.images.list();
+  const containers = await metadata.containers.list();
+
+  const keptContent = new Set<Digest>();
+  const keptSnapshots = new Set<string>();
+  const leasedIngests = new Set<string>();
+  const queue: Digest[] = [];
+  const markContent = (d: Digest): void => {
+    if (!keptContent.has(d)) {
+      keptContent.add(d);
+      queue.push(d);
+    }
+  };
+  for (const lease of leases) {
+    for (const r of lease.resources) {
+      if (r.type === 'content') markContent(r.id);
+      else if (r.type === 'snapshot') keptSnapshots.add(r.id);
+      else leasedIngests.add(r.id);
+    }
+  }
+  for (const img of images) markContent(img.target.digest);
+  for (const c of containers) {
+    markContent(c.imageDigest);
+    keptSnapshots.add(c.chainId);
+  }
+  const snapshotLabel = RefLabel.snapshot(deps.snapshotterName);
+  while (queue.length) {
+    const d = queue.pop()!;
+    const labels = await metadata.content.get(d);
+    for (const [k, v] of Object.entries(labels)) {
+      if (k.startsWith(RefLabel.prefix)) markContent(v as Digest);
+      else if (k === snapshotLabel) keptSnapshots.add(v);
+    }
+  }
+
+  const byKey = new Map(snapshots.map((s) => [s.key, s]));
+  for (const s of snapshots) {
+    if (s.kind !== 'committed' && s.parent) keptSnapshots.add(s.parent);
+    if (s.kind === 'committed' && madeDuringLease(s, leases)) keptSnapshots.add(s.key);
+  }
+  // A kept snapshot keeps its chain.
+  for (const key of [...keptSnapshots]) {
+    for (let p = byKey.get(key)?.parent; p && !keptSnapshots.has(p); p = byKey.get(p)?.parent) keptSnapshots.add(p);
+  }
+
+  const report: GcReport = { dryRun, blobs: [], snapshots: [], ingests: [], bytes: 0, skipped: [] };
+
+  const doomed = snapshots.filter((s) => s.kind === 'committed' && !keptSnapshots.has(s.key));
+  const depth = (s: SnapshotInfo): number => {
+    let n = 0;
+    for (let p = s.parent; p; p = byKey.get(p)?.parent) n++;
+    return n;
+  };
+  for (const s of doomed.sort((a, b) => depth(b) - depth(a))) {
+    try {
+      if (!dryRun) await snapshotter.remove(s.key);
+      report.snapshots.push(s.key);
+    } catch (err) {
+      // A child made since the listing (a container's rootfs, a view): it is in use now.
+      if (!isBerthError(err, 'FAILED_PRECONDITION') && !isBerthError(err, 'NOT_FOUND')) throw err;
+      report.skipped.push({ what: `snapshot ${s.key}`, reason: (err as Error).message });
+    }
+  }
+
+  for (const b of blobs) {
+    if (keptContent.has(b.digest)) continue;
+    if (!dryRun) {
+      await content.delete(b.digest);
+      await metadata.content.set(b.digest, {});
+    }
+    report.blobs.push(b);
+    report.bytes += b.size;
+  }
+
+  for (const ing of ingests) {
+    if (leasedIngests.has(ing.ref) || now.getTime() - ing.updatedAt.getTime() < INGEST_MAX_AGE_MS) continue;
+    if (!dryRun) await content.abortIngest(ing.ref);
+    report.ingests.push(ing.ref);
+    report.bytes += ing.offset;
+  }
+
+  logger.info(dryRun ? 'garbage found (dry run)' : 'garbage collected', {
+    blobs: report.blobs.length,
+    snapshots: report.snapshots.length,
+    ingests: report.ingests.length,
+    bytes: report.bytes,
+    skipped: report.skipped.length,
+  });
+  return report;
+}
+
+/** Committed at or after the start of a lease that still lives (a minute's leeway for clocks). */
+function madeDuringLease(s: SnapshotInfo, leases: Lease[]): boolean {
+  const made = Date.parse(s.createdAt);
+  return leases.some((l) => made >= Date.parse(l.createdAt) - 60_000);
+}

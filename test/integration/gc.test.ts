@@ -1,0 +1,146 @@
+/**
+ * berth gc against real parts: images pulled from docker-registry, unpacked
+ * into overlayfs snapshots, a container running under runc. What an image
+ * name, a container or a live lease uses stays; the rest goes, shared
+ * layers only with their last user.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { collectGarbage } from '../../src/gc/index.js';
+import { chainIds } from '../../src/oci/chainid.js';
+import type { Digest } from '../../src/oci/digest.js';
+import { busyboxLayerFiles, makeImage, type FixtureImage } from '../fixtures/images.js';
+import { openTestSystem } from '../helpers/berth.js';
+import { berthOk, removeAll } from '../helpers/containers.js';
+import { pushImage } from '../helpers/push.js';
+import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
+import { withTempDir } from '../helpers/tmp.js';
+
+let reg: RegistryHandle;
+let imgA: FixtureImage;
+let imgB: FixtureImage;
+let refA: string;
+let refB: string;
+
+before(async () => {
+  reg = await startRegistry();
+  const base = await busyboxLayerFiles();
+  imgA = await makeImage({ layers: [base, [{ path: 'a.txt', content: 'only in A\n' }]] });
+  imgB = await makeImage({ layers: [base, [{ path: 'b.txt', content: 'only in B\n' }]] });
+  await pushImage(reg.url, 'gc/a', '1', imgA);
+  await pushImage(reg.url, 'gc/b', '1', imgB);
+  refA = `${reg.host}/gc/a:1`;
+  refB = `${reg.host}/gc/b:1`;
+});
+after(() => reg?.stop());
+
+const blobsOf = (img: FixtureImage): Digest[] => [img.digest, img.config.digest, ...img.layers.map((l) => l.digest)];
+const blobPath = (root: string, d: Digest): string => join(root, 'lib', 'content', 'blobs', 'sha256', d.slice('sha256:'.length));
+const present = async (root: string, d: Digest): Promise<boolean> => stat(blobPath(root, d)).then(() => true, () => false);
+
+async function committedSnapshots(root: string): Promise<string[]> {
+  const t = await openTestSystem(root);
+  try {
+    return (await (await t.sys.snapshotter()).snapshotter.list()).filter((s) => s.kind === 'committed').map((s) => s.key).sort();
+  } finally {
+    await t.sys.close();
+  }
+}
+
+describe('berth gc', () => {
+  test('keeps what images and containers use, removes the rest; a shared layer goes with its last user', async () => {
+    await withTempDir('berth-gc', async (root) => {
+      const names = ['user'];
+      try {
+        await berthOk(root, ['image', 'pull', refA]);
+        await berthOk(root, ['image', 'pull', refB]);
+        const [base, topA] = chainIds(imgA.diffIds);
+        const topB = chainIds(imgB.diffIds)[1]!;
+        assert.deepEqual(await committedSnapshots(root), [base!, topA!, topB].sort());
+        assert.match(await berthOk(root, ['gc']), /^removed 0 blobs, 0 snapshots, 0 partial downloads; 0 B of content$/m, 'both images are named');
+
+        // A's name goes, but a container runs from it; B goes altogether.
+        await berthOk(root, ['run', '-d', '--name', 'user', refA, '--', 'sleep', '600']);
+        await berthOk(root, ['image', 'rm', refA, refB]);
+        const onlyB = [imgB.digest, imgB.config.digest, imgB.layers[1]!.digest];
+        const dry = JSON.parse(await berthOk(root, ['-o', 'json', 'gc', '--dry-run'])) as { blobs: Array<{ digest: string }>; snapshots: string[] };
+        assert.deepEqual(dry.blobs.map((b) => b.digest).sort(), [...onlyB].sort(), 'B\'s manifest, config and own layer; not the shared base');
+        assert.deepEqual(dry.snapshots, [topB]);
+        for (const d of blobsOf(imgB)) assert.ok(await present(root, d), `a dry run removes nothing: ${d}`);
+
+        const text = await berthOk(root, ['gc']);
+        assert.match(text, /^removed 3 blobs, 1 snapshot, 0 partial downloads; /m, text);
+        for (const d of onlyB) assert.equal(await present(root, d), false, `${d} removed`);
+        for (const d of blobsOf(imgA)) assert.ok(await present(root, d), `${d} kept for the container`);
+        assert.deepEqual(await committedSnapshots(root), [base!, topA!].sort());
+        assert.match(await berthOk(root, ['content', 'verify']), /^4 blobs good, 0 corrupt$/m);
+        assert.match(await berthOk(root, ['exec', 'user', '--', 'cat', '/a.txt']), /only in A/);
+
+        // The container goes: so does everything of A.
+        await berthOk(root, ['rm', '-f', 'user']);
+        assert.match(await berthOk(root, ['gc']), /^removed 4 blobs, 2 snapshots, 0 partial downloads; /m);
+        for (const d of blobsOf(imgA)) assert.equal(await present(root, d), false, `${d} removed`);
+        assert.deepEqual(await committedSnapshots(root), []);
+
+        // What is gone comes back with a pull.
+        await berthOk(root, ['image', 'pull', refB]);
+        assert.match(await berthOk(root, ['run', '--rm', refB, '--', 'cat', '/b.txt']), /only in B/);
+      } finally {
+        await removeAll(root, names);
+      }
+    });
+  });
+
+  test('a live lease keeps its content, an expired one does not; partial downloads go once a day old', async () => {
+    await withTempDir('berth-gc', async (root) => {
+      const t = await openTestSystem(root);
+      try {
+        const { sys } = t;
+        const put = async (text: string): Promise<Digest> => {
+          const data = Buffer.from(text);
+          const digest = `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
+          await sys.content.put({ digest, size: data.length }, data);
+          return digest;
+        };
+        const leased = await put('a pull in progress wrote this\n');
+        const expired = await put('a crashed pull wrote this\n');
+        const live = await sys.metadata.leases.create({ ttlMs: 48 * 3600_000 });
+        await sys.metadata.leases.addResource(live.id, { type: 'content', id: leased });
+        const dead = await sys.metadata.leases.create({ ttlMs: 1 });
+        await sys.metadata.leases.addResource(dead.id, { type: 'content', id: expired });
+        for (const ref of ['pull-a', 'pull-b']) {
+          const w = await sys.content.writer(ref, { digest: `sha256:${'0'.repeat(64)}` as Digest, size: 100 });
+          await new Promise<void>((resolve, reject) => w.stream().end(Buffer.alloc(10), (err?: Error | null) => (err ? reject(err) : resolve())));
+          await w.close();
+        }
+        assert.deepEqual((await sys.content.ingests()).map((i) => [i.ref, i.offset]).sort(), [['pull-a', 10], ['pull-b', 10]]);
+        const later = new Date(Date.now() + 36 * 3600_000);
+        const { snapshotter, name } = await sys.snapshotter();
+        const deps = { content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, logger: sys.logger };
+        // A day and a half on (the live lease has 48 h): the partial downloads are stale by then.
+        const report = await collectGarbage({ ...deps, now: () => later }, { dryRun: true });
+        assert.deepEqual(report.blobs.map((b) => b.digest), [expired]);
+        assert.deepEqual(report.ingests.sort(), ['pull-a', 'pull-b']);
+        assert.equal(report.bytes, 26 + 20);
+
+        const now = await collectGarbage(deps);
+        assert.deepEqual(now.blobs.map((b) => b.digest), [expired], 'the expired lease protects nothing');
+        assert.deepEqual(now.ingests, [], 'partial downloads of the last day are kept for a later pull to resume');
+        assert.ok(await sys.content.info(leased), 'the live lease keeps its blob');
+        assert.equal(await sys.content.info(expired), undefined);
+        assert.deepEqual(await sys.metadata.content.get(expired), {});
+
+        await sys.metadata.leases.delete(live.id);
+        const afterLease = await collectGarbage({ ...deps, now: () => later });
+        assert.deepEqual(afterLease.blobs.map((b) => b.digest), [leased]);
+        assert.deepEqual(afterLease.ingests.sort(), ['pull-a', 'pull-b']);
+        assert.deepEqual(await sys.content.ingests(), []);
+      } finally {
+        await t.sys.close();
+      }
+    });
+  });
+});
