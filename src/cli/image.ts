@@ -61,7 +61,7 @@ const inspect: Command = {
 const rm: Command = {
   name: 'image rm',
   usage: 'berth image rm REF...',
-  summary: 'remove image names (content is freed by garbage collection)',
+  summary: 'remove image names (berth gc then frees the content and snapshots nothing else uses)',
   async run(ctx) {
     if (!ctx.line.positionals.length) throw new BerthError('INVALID_ARGUMENT', 'expected at least one image reference', { hint: `usage: ${this.usage}` });
     const sys = await ctx.system();
