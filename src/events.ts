@@ -25,7 +25,8 @@ export type BerthEvent =
   | { type: 'container.adopted'; name: string; id: string; pid: number }
   | { type: 'container.removed'; name: string; id: string }
   | { type: 'container.replaced'; name: string; reason: string; diff: Array<{ path: string; from: unknown; to: unknown }> }
-  | { type: 'reconcile.done'; converged: boolean; changes: number; failed: number; durationMs: number; trigger: string };
+  | { type: 'reconcile.done'; converged: boolean; changes: number; failed: number; durationMs: number; trigger: string }
+  | { type: 'gc.done'; blobs: number; snapshots: number; ingests: number; bytes: number; durationMs: number };
 
 export type EventType = BerthEvent['type'];
 

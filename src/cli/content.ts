@@ -38,7 +38,7 @@ const gc: Command = {
     positionals(ctx, 0, this.usage);
     const sys = await ctx.system();
     const [{ collectGarbage }, { name, snapshotter }] = await Promise.all([import('../gc/index.js'), sys.snapshotter()]);
-    const report = await collectGarbage({ content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, logger: sys.logger }, { dryRun: Boolean(ctx.line.values['dry-run']) });
+    const report = await collectGarbage({ content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, events: sys.events, logger: sys.logger }, { dryRun: Boolean(ctx.line.values['dry-run']) });
     if (ctx.globals.output === 'json') {
       writeJSON(ctx.proc.stdout, report);
       return 0;

@@ -32,9 +32,9 @@ export async function daemonRuns(state: string, isAlive: (pid: number) => boolea
 
 const daemon: Command = {
   name: 'daemon',
-  usage: 'berth daemon [-f DIR...] [--no-prune] [--resync D]',
+  usage: 'berth daemon [-f DIR...] [--no-prune] [--resync D] [--gc-delay D] [--no-gc]',
   summary: 'watch manifests and keep the host converged (pruning what was removed), supervise containers, serve the API',
-  options: { file: { type: 'string', short: 'f', multiple: true }, 'no-prune': { type: 'boolean' }, resync: { type: 'string' } },
+  options: { file: { type: 'string', short: 'f', multiple: true }, 'no-prune': { type: 'boolean' }, resync: { type: 'string' }, 'gc-delay': { type: 'string' }, 'no-gc': { type: 'boolean' } },
   async run(ctx) {
     positionals(ctx, 0, this.usage);
     if (!ctx.proc.onSignal) throw new BerthError('INTERNAL', 'the daemon needs signal handling');
@@ -42,6 +42,7 @@ const daemon: Command = {
     const files = (Array.isArray(v) ? v : v === undefined ? [] : [v]).filter((x): x is string => typeof x === 'string').map((f) => resolve(f));
     const prune = !ctx.line.values['no-prune'];
     const resyncMs = parseDurationOption(ctx.line.values.resync, '--resync', 30_000);
+    const gcDelayMs = parseDurationOption(ctx.line.values['gc-delay'], '--gc-delay', 60_000);
     const stopped = new Promise<number>((r) => ctx.proc.onSignal!((signal) => r(signal)));
     // The state's one writer: a second daemon or an apply is refused, naming this one.
     const { acquireLock } = await import('../lock/index.js');
@@ -61,6 +62,14 @@ const daemon: Command = {
       const supervisor = new Supervisor({ service, runtime: await sys.runtime(), metadata: sys.metadata, events: sys.events, logger: ctx.logger.child({ module: 'supervisor' }) });
       await supervisor.start();
       cleanup.push(() => supervisor.stop());
+      if (!ctx.line.values['no-gc']) {
+        // Garbage is collected a while after names move or go and containers go (what the daemon's own work does).
+        const [{ collectGarbage, GcScheduler }, { name, snapshotter }] = await Promise.all([import('../gc/index.js'), sys.snapshotter()]);
+        const gcDeps = { content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, events: sys.events, logger: ctx.logger.child({ module: 'gc' }) };
+        const gc = new GcScheduler(() => collectGarbage(gcDeps), gcDelayMs, gcDeps.logger);
+        cleanup.push(sys.events.subscribe((e) => gc.observe(e)));
+        cleanup.push(() => gc.stop());
+      }
       const deps = await reconcileDeps(sys);
       let last: { report: ApplyReport; desired: Desired } | undefined;
       // Manifest errors are logged when they change, not at every resync.

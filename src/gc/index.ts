@@ -1,5 +1,6 @@
 import type { ContentStore } from '../content/store.js';
 import { isBerthError } from '../errors.js';
+import type { BerthEvent, EventPublisher } from '../events.js';
 import type { Logger } from '../log.js';
 import { RefLabel, type Lease, type MetadataStore } from '../metadata/store.js';
 import type { Digest } from '../oci/digest.js';
@@ -39,6 +40,8 @@ export interface GcDeps {
   /** The snapshotter's name in snapshot labels (RefLabel.snapshot). */
   snapshotterName: string;
   logger: Logger;
+  /** Gets gc.done after a collection that was not a dry run. */
+  events?: EventPublisher;
   now?: () => Date;
 }
 
@@ -60,6 +63,7 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
   const { content, metadata, snapshotter, logger } = deps;
   const now = (deps.now ?? (() => new Date()))();
   const dryRun = opts.dryRun === true;
+  const started = Date.now();
 
   // Candidates first: whatever appears after this is not touched.
   const blobs: Array<{ digest: Digest; size: number }> = [];
@@ -150,14 +154,63 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
     report.bytes += ing.offset;
   }
 
-  logger.info(dryRun ? 'garbage found (dry run)' : 'garbage collected', {
-    blobs: report.blobs.length,
-    snapshots: report.snapshots.length,
-    ingests: report.ingests.length,
-    bytes: report.bytes,
-    skipped: report.skipped.length,
-  });
+  const counts = { blobs: report.blobs.length, snapshots: report.snapshots.length, ingests: report.ingests.length, bytes: report.bytes };
+  logger.info(dryRun ? 'garbage found (dry run)' : 'garbage collected', { ...counts, skipped: report.skipped.length });
+  if (!dryRun) deps.events?.publish({ type: 'gc.done', ...counts, durationMs: Date.now() - started });
   return report;
+}
+
+/** Events after which there may be garbage: a name that moved or went, a container that went. */
+const LEAVES_GARBAGE: ReadonlySet<BerthEvent['type']> = new Set(['image.updated', 'image.deleted', 'container.removed']);
+
+/**
+ * Collects garbage `delayMs` after the first event of a burst that may have
+ * left some (a daemon's pulls that move names, replaced and pruned
+ * containers), one collection at a time; events during a collection
+ * schedule one more.
+ */
+export class GcScheduler {
+  private timer: NodeJS.Timeout | undefined;
+  /** The last collection queued: each waits for the one before. */
+  private tail: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly collect: () => Promise<unknown>,
+    private readonly delayMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  observe(e: BerthEvent): void {
+    if (this.stopped || this.timer || !LEAVES_GARBAGE.has(e.type)) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.queue();
+    }, this.delayMs);
+  }
+
+  private queue(): void {
+    const next = (this.tail ?? Promise.resolve()).then(async () => {
+      if (this.stopped) return;
+      try {
+        await this.collect();
+      } catch (err) {
+        this.logger.error('garbage collection failed', { error: (err as Error).message });
+      }
+    });
+    this.tail = next;
+    void next.then(() => {
+      if (this.tail === next) this.tail = undefined;
+    });
+  }
+
+  /** No more collections; waits for one in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.tail;
+  }
 }
 
 /** Committed at or after the start of a lease that still lives (a minute's leeway for clocks). */

@@ -170,9 +170,9 @@ export interface DaemonHandle {
   kill(): Promise<CliResult>;
 }
 
-/** Starts `berth daemon` on the root and waits until it supervises (and serves its API). */
-export async function startDaemon(root: string, logLevel: 'info' | 'debug' = 'info'): Promise<DaemonHandle> {
-  const { child, done } = startBerth(root, ['--log-level', logLevel, 'daemon']);
+/** Starts `berth daemon [args]` on the root and waits until it supervises (and serves its API). */
+export async function startDaemon(root: string, logLevel: 'info' | 'debug' = 'info', args: string[] = []): Promise<DaemonHandle> {
+  const { child, done } = startBerth(root, ['--log-level', logLevel, 'daemon', ...args]);
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const h: DaemonHandle = {

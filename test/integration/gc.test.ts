@@ -14,7 +14,7 @@ import { chainIds } from '../../src/oci/chainid.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { busyboxLayerFiles, makeImage, type FixtureImage } from '../fixtures/images.js';
 import { openTestSystem } from '../helpers/berth.js';
-import { berthOk, removeAll } from '../helpers/containers.js';
+import { berthOk, eventually, removeAll, startDaemon, storedEvents } from '../helpers/containers.js';
 import { pushImage } from '../helpers/push.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { withTempDir } from '../helpers/tmp.js';
@@ -90,6 +90,32 @@ describe('berth gc', () => {
         assert.match(await berthOk(root, ['run', '--rm', refB, '--', 'cat', '/b.txt']), /only in B/);
       } finally {
         await removeAll(root, names);
+      }
+    });
+  });
+
+  test('a daemon collects garbage a while after a container it removes was the last user of an image', async () => {
+    await withTempDir('berth-gc', async (root) => {
+      const daemon = await startDaemon(root, 'info', ['--gc-delay', '500ms']);
+      try {
+        await berthOk(root, ['image', 'pull', refA]);
+        await berthOk(root, ['run', '-d', '--name', 'last', refA, '--', 'sleep', '600']);
+        await berthOk(root, ['image', 'rm', refA]);
+        await new Promise((r) => setTimeout(r, 1500));
+        for (const d of blobsOf(imgA)) assert.ok(await present(root, d), `${d} kept while the container runs`);
+        await berthOk(root, ['rm', '-f', 'last']); // served by the daemon: its container.removed schedules a collection
+        const done = await eventually('the daemon to collect', async () => {
+          const e = (await storedEvents(root)).find((s) => s.event.type === 'gc.done')?.event;
+          return e?.type === 'gc.done' ? e : undefined;
+        }, 20_000, 200);
+        const sizes = imgA.size + imgA.config.size + imgA.layers.reduce((n, l) => n + l.size, 0);
+        assert.deepEqual([done.blobs, done.snapshots, done.ingests, done.bytes], [4, 2, 0, sizes]);
+        for (const d of blobsOf(imgA)) assert.equal(await present(root, d), false, `${d} removed`);
+        assert.deepEqual(await committedSnapshots(root), []);
+      } finally {
+        await removeAll(root, ['last']);
+        const r = await daemon.stop();
+        assert.equal(r.code, 0, r.stderr);
       }
     });
   });
