@@ -47,6 +47,7 @@ const gc: Command = {
     for (const b of report.blobs) ctx.proc.stdout.write(`${verb} blob ${b.digest} (${formatBytes(b.size)})\n`);
     for (const s of report.snapshots) ctx.proc.stdout.write(`${verb} snapshot ${shortDigest(s)}\n`);
     for (const i of report.ingests) ctx.proc.stdout.write(`${verb} partial download ${i}\n`);
+    for (const l of report.leases) ctx.proc.stdout.write(`${verb} expired lease ${l}\n`);
     for (const k of report.skipped) ctx.proc.stdout.write(`kept ${k.what}: ${k.reason}\n`);
     ctx.proc.stdout.write(
       `${report.dryRun ? 'dry run: would remove' : 'removed'} ${counted(report.blobs.length, 'blob')}, ${counted(report.snapshots.length, 'snapshot')}, ${counted(report.ingests.length, 'partial download')}; ${formatBytes(report.bytes)} of content\n`,

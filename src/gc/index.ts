@@ -20,14 +20,16 @@ import type { SnapshotInfo, Snapshotter } from '../snapshots/snapshotter.js';
  *    unpack commits layers before its image's config is labelled;
  *  - ingests (partial downloads, which a later pull resumes) that changed
  *    within INGEST_MAX_AGE_MS or that a live lease names.
- * Everything else in those three sets is removed. Active snapshots and
- * views are never removed here: their owners (containers, unpacks) remove
- * them or redo them.
+ * Everything else in those three sets is removed, and so are expired
+ * leases. Active snapshots and views are never removed here: their owners
+ * (containers, unpacks) remove them or redo them.
  *
  * It runs beside pulls, imports and containers in other processes without
  * a lock: candidates are listed first, then leases, then images, so a blob
  * a pull commits is either named by its lease or by the image the pull
- * recorded before it dropped its lease.
+ * recorded before it dropped its lease. A pull that starts after the roots
+ * were read may find a doomed blob or snapshot present and use it: the
+ * sweep looks for new leases before each removal and stops at the first.
  */
 
 /** Partial downloads older than this are stale: the lease of the pull that wrote them (24 h) would have expired. */
@@ -53,6 +55,8 @@ export interface GcReport {
   snapshots: string[];
   /** Ingest refs removed. */
   ingests: string[];
+  /** Expired leases removed (of pulls and imports that died). */
+  leases: string[];
   /** Bytes of the removed blobs and ingests (snapshot sizes are not counted). */
   bytes: number;
   /** Garbage that could not be removed this time, and why (a snapshot that gained a child meanwhile). */
@@ -72,7 +76,8 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
   const ingests = await content.ingests();
 
   // Roots: leases before images (a pull records its image before it drops its lease).
-  const leases = (await metadata.leases.list()).filter((l) => !l.expiresAt || Date.parse(l.expiresAt) > now.getTime());
+  const allLeases = await metadata.leases.list();
+  const leases = allLeases.filter((l) => !l.expiresAt || Date.parse(l.expiresAt) > now.getTime());
   const images = await metadata.images.list();
   const containers = await metadata.containers.list();
 
@@ -118,7 +123,12 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
     for (let p = byKey.get(key)?.parent; p && !keptSnapshots.has(p); p = byKey.get(p)?.parent) keptSnapshots.add(p);
   }
 
-  const report: GcReport = { dryRun, blobs: [], snapshots: [], ingests: [], bytes: 0, skipped: [] };
+  const report: GcReport = { dryRun, blobs: [], snapshots: [], ingests: [], bytes: 0, leases: [], skipped: [] };
+  // A pull or import that began after the roots were read may count on garbage (a blob or snapshot it found present):
+  // the sweep stops at the first sign of one, checked before each removal, and leaves the rest to the next collection.
+  const leasesAtStart = new Set(allLeases.map((l) => l.id));
+  const newcomer = async (): Promise<boolean> => (await metadata.leases.list()).some((l) => !leasesAtStart.has(l.id));
+  const halt = (what: string): void => void report.skipped.push({ what, reason: 'a pull or import began during the collection; the next collection removes it' });
 
   const doomed = snapshots.filter((s) => s.kind === 'committed' && !keptSnapshots.has(s.key));
   const depth = (s: SnapshotInfo): number => {
@@ -126,7 +136,12 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
     for (let p = s.parent; p; p = byKey.get(p)?.parent) n++;
     return n;
   };
+  let halted = false;
   for (const s of doomed.sort((a, b) => depth(b) - depth(a))) {
+    if (halted || (!dryRun && (halted = await newcomer()))) {
+      halt(`snapshot ${s.key}`);
+      continue;
+    }
     try {
       if (!dryRun) await snapshotter.remove(s.key);
       report.snapshots.push(s.key);
@@ -139,12 +154,22 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
 
   for (const b of blobs) {
     if (keptContent.has(b.digest)) continue;
+    if (halted || (!dryRun && (halted = await newcomer()))) {
+      halt(`blob ${b.digest}`);
+      continue;
+    }
     if (!dryRun) {
       await content.delete(b.digest);
       await metadata.content.set(b.digest, {});
     }
     report.blobs.push(b);
     report.bytes += b.size;
+  }
+
+  for (const l of allLeases) {
+    if (leases.includes(l)) continue;
+    if (!dryRun) await metadata.leases.delete(l.id);
+    report.leases.push(l.id);
   }
 
   for (const ing of ingests) {

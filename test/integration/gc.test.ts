@@ -154,6 +154,8 @@ describe('berth gc', () => {
 
         const now = await collectGarbage(deps);
         assert.deepEqual(now.blobs.map((b) => b.digest), [expired], 'the expired lease protects nothing');
+        assert.deepEqual(now.leases, [dead.id], 'and goes');
+        assert.equal(await sys.metadata.leases.get(dead.id), undefined);
         assert.deepEqual(now.ingests, [], 'partial downloads of the last day are kept for a later pull to resume');
         assert.ok(await sys.content.info(leased), 'the live lease keeps its blob');
         assert.equal(await sys.content.info(expired), undefined);
@@ -164,6 +166,22 @@ describe('berth gc', () => {
         assert.deepEqual(afterLease.blobs.map((b) => b.digest), [leased]);
         assert.deepEqual(afterLease.ingests.sort(), ['pull-a', 'pull-b']);
         assert.deepEqual(await sys.content.ingests(), []);
+
+        // A pull that begins while a collection sweeps may count on what it found present: the sweep stops there.
+        const orphan = await put('nothing uses this\n');
+        let lists = 0;
+        const leasesSeen = Object.create(sys.metadata.leases, {
+          list: {
+            value: async () => {
+              if (++lists === 2) await sys.metadata.leases.create({ ttlMs: 3600_000 }); // after the roots were read
+              return sys.metadata.leases.list();
+            },
+          },
+        }) as typeof sys.metadata.leases;
+        const halted = await collectGarbage({ ...deps, metadata: Object.create(sys.metadata, { leases: { value: leasesSeen } }) as typeof sys.metadata });
+        assert.deepEqual(halted.blobs, []);
+        assert.deepEqual(halted.skipped.map((k) => k.what), [`blob ${orphan}`]);
+        assert.ok(await sys.content.info(orphan), 'left for the next collection');
       } finally {
         await t.sys.close();
       }
