@@ -181,14 +181,38 @@ export class LocalContentStore implements ContentStore {
     }
   }
 
-  async delete(digest: Digest): Promise<void> {
+  async delete(digest: Digest, opts: { unless?: () => Promise<boolean> } = {}): Promise<boolean> {
     const path = this.blobPath(digest);
+    let doomed = path;
+    if (opts.unless) {
+      // Aside on the same filesystem, under a name no listing reads; a crash here leaves only garbage.
+      doomed = join(this.root, 'ingest', `.deleting-${this.pid}-${randomBytes(6).toString('hex')}`);
+      try {
+        await mkdir(join(this.root, 'ingest'), { recursive: true, mode: 0o700 });
+        await rename(path, doomed);
+      } catch (err) {
+        if (errno(err) === 'ENOENT') throw this.blobNotFound(digest, err);
+        throw fsError(err, 'delete', path);
+      }
+      let keep = true;
+      try {
+        keep = await opts.unless();
+      } finally {
+        if (keep) {
+          // Put back, durably (unless a writer stored it anew meanwhile: the same bytes).
+          await publish(doomed, path, digest);
+          await unlinkOptional(doomed);
+        }
+      }
+      if (keep) return false;
+    }
     try {
-      await unlink(path);
+      await unlink(doomed);
     } catch (err) {
       if (errno(err) === 'ENOENT') throw this.blobNotFound(digest, err);
       throw fsError(err, 'delete', path);
     }
+    return true;
   }
 
   async ingests(): Promise<IngestStatus[]> {

@@ -74,7 +74,14 @@ export interface ContentStore {
   /** Streams, verifies and commits a whole blob from bytes or a stream (no resume). */
   put(expected: Expected, data: Uint8Array | Readable, ref?: string): Promise<BlobInfo>;
   list(): AsyncIterable<BlobInfo>;
-  delete(digest: Digest): Promise<void>;
+  /**
+   * NOT_FOUND when absent. With `unless` (a collector that runs beside
+   * writers): the blob is first moved aside, so info() and readers no longer
+   * find it and a writer of it stores it anew; then it is deleted, or put
+   * back when `unless()` (asked only now) says it is wanted after all.
+   * Resolves true when it was deleted.
+   */
+  delete(digest: Digest, opts?: { unless?: () => Promise<boolean> }): Promise<boolean>;
   ingests(): Promise<IngestStatus[]>;
   abortIngest(ref: string): Promise<void>;
   /**

@@ -16,8 +16,6 @@ import type { SnapshotInfo, Snapshotter } from '../snapshots/snapshotter.js';
  *    container's chain ID, the parents of every snapshot that is not
  *    committed (a container's rootfs, an unpack in progress), and those
  *    chains down to their base;
- *  - while a lease lives, every committed snapshot made since it began: an
- *    unpack commits layers before its image's config is labelled;
  *  - ingests (partial downloads, which a later pull resumes) that changed
  *    within INGEST_MAX_AGE_MS or that a live lease names.
  * Everything else in those three sets is removed, and so are expired
@@ -25,11 +23,13 @@ import type { SnapshotInfo, Snapshotter } from '../snapshots/snapshotter.js';
  * (containers, unpacks) remove them or redo them.
  *
  * It runs beside pulls, imports and containers in other processes without
- * a lock: candidates are listed first, then leases, then images, so a blob
- * a pull commits is either named by its lease or by the image the pull
- * recorded before it dropped its lease. A pull that starts after the roots
- * were read may find a doomed blob or snapshot present and use it: the
- * sweep looks for new leases before each removal and stops at the first.
+ * a lock. Candidates are listed first, then leases, then images: a blob a
+ * pull commits is named by its lease or by the image the pull recorded
+ * before it dropped its lease. A pull names a blob in its lease before it
+ * looks for it, and a doomed blob is moved aside before a last look at the
+ * leases, so a pull that starts meanwhile either finds it gone or gets it
+ * back. Snapshots are not leased: no committed snapshot goes while any pull
+ * or import runs.
  */
 
 /** Partial downloads older than this are stale: the lease of the pull that wrote them (24 h) would have expired. */
@@ -76,8 +76,9 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
   const ingests = await content.ingests();
 
   // Roots: leases before images (a pull records its image before it drops its lease).
+  const live = (l: Lease): boolean => !l.expiresAt || Date.parse(l.expiresAt) > now.getTime();
   const allLeases = await metadata.leases.list();
-  const leases = allLeases.filter((l) => !l.expiresAt || Date.parse(l.expiresAt) > now.getTime());
+  const leases = allLeases.filter(live);
   const images = await metadata.images.list();
   const containers = await metadata.containers.list();
 
@@ -114,32 +115,26 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
   }
 
   const byKey = new Map(snapshots.map((s) => [s.key, s]));
-  for (const s of snapshots) {
-    if (s.kind !== 'committed' && s.parent) keptSnapshots.add(s.parent);
-    if (s.kind === 'committed' && madeDuringLease(s, leases)) keptSnapshots.add(s.key);
-  }
-  // A kept snapshot keeps its chain.
+  // An active snapshot or view (a container's rootfs, an unpack in progress) keeps its parent; a kept snapshot keeps its chain.
+  for (const s of snapshots) if (s.kind !== 'committed' && s.parent) keptSnapshots.add(s.parent);
   for (const key of [...keptSnapshots]) {
     for (let p = byKey.get(key)?.parent; p && !keptSnapshots.has(p); p = byKey.get(p)?.parent) keptSnapshots.add(p);
   }
 
   const report: GcReport = { dryRun, blobs: [], snapshots: [], ingests: [], bytes: 0, leases: [], skipped: [] };
-  // A pull or import that began after the roots were read may count on garbage (a blob or snapshot it found present):
-  // the sweep stops at the first sign of one, checked before each removal, and leaves the rest to the next collection.
-  const leasesAtStart = new Set(allLeases.map((l) => l.id));
-  const newcomer = async (): Promise<boolean> => (await metadata.leases.list()).some((l) => !leasesAtStart.has(l.id));
-  const halt = (what: string): void => void report.skipped.push({ what, reason: 'a pull or import began during the collection; the next collection removes it' });
 
+  // Snapshots are not leased, and an unpack may be about to build on any committed one: none goes while a pull or
+  // import runs (checked again before each removal).
   const doomed = snapshots.filter((s) => s.kind === 'committed' && !keptSnapshots.has(s.key));
   const depth = (s: SnapshotInfo): number => {
     let n = 0;
     for (let p = s.parent; p; p = byKey.get(p)?.parent) n++;
     return n;
   };
-  let halted = false;
+  let held = leases.length > 0;
   for (const s of doomed.sort((a, b) => depth(b) - depth(a))) {
-    if (halted || (!dryRun && (halted = await newcomer()))) {
-      halt(`snapshot ${s.key}`);
+    if (held || (!dryRun && (held = (await metadata.leases.list()).some(live)))) {
+      report.skipped.push({ what: `snapshot ${s.key}`, reason: 'a pull or import is in progress; a later collection removes it' });
       continue;
     }
     try {
@@ -152,14 +147,20 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
     }
   }
 
+  // A blob is moved aside, then deleted unless a lease names it by then: a pull names a blob before it looks for it,
+  // so it either finds it gone (and fetches it) or gets it back.
+  const leased = async (d: Digest): Promise<boolean> => (await metadata.leases.list()).some((l) => live(l) && l.resources.some((r) => r.type === 'content' && r.id === d));
   for (const b of blobs) {
     if (keptContent.has(b.digest)) continue;
-    if (halted || (!dryRun && (halted = await newcomer()))) {
-      halt(`blob ${b.digest}`);
-      continue;
-    }
     if (!dryRun) {
-      await content.delete(b.digest);
+      const deleted = await content.delete(b.digest, { unless: () => leased(b.digest) }).catch((err: unknown) => {
+        if (isBerthError(err, 'NOT_FOUND')) return false; // removed meanwhile
+        throw err;
+      });
+      if (!deleted) {
+        report.skipped.push({ what: `blob ${b.digest}`, reason: 'a pull or import uses it now' });
+        continue;
+      }
       await metadata.content.set(b.digest, {});
     }
     report.blobs.push(b);
@@ -236,10 +237,4 @@ export class GcScheduler {
     this.timer = undefined;
     await this.tail;
   }
-}
-
-/** Committed at or after the start of a lease that still lives (a minute's leeway for clocks). */
-function madeDuringLease(s: SnapshotInfo, leases: Lease[]): boolean {
-  const made = Date.parse(s.createdAt);
-  return leases.some((l) => made >= Date.parse(l.createdAt) - 60_000);
 }

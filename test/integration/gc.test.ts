@@ -167,21 +167,23 @@ describe('berth gc', () => {
         assert.deepEqual(afterLease.ingests.sort(), ['pull-a', 'pull-b']);
         assert.deepEqual(await sys.content.ingests(), []);
 
-        // A pull that begins while a collection sweeps may count on what it found present: the sweep stops there.
-        const orphan = await put('nothing uses this\n');
+        // A pull that starts while the collection sweeps names a doomed blob in its lease: it gets the blob back.
+        const wanted = await put('a pull is about to use this\n');
         let lists = 0;
         const leasesSeen = Object.create(sys.metadata.leases, {
           list: {
             value: async () => {
-              if (++lists === 2) await sys.metadata.leases.create({ ttlMs: 3600_000 }); // after the roots were read
+              if (++lists === 2) await sys.metadata.leases.addResource((await sys.metadata.leases.create({ ttlMs: 3600_000 })).id, { type: 'content', id: wanted });
               return sys.metadata.leases.list();
             },
           },
         }) as typeof sys.metadata.leases;
-        const halted = await collectGarbage({ ...deps, metadata: Object.create(sys.metadata, { leases: { value: leasesSeen } }) as typeof sys.metadata });
-        assert.deepEqual(halted.blobs, []);
-        assert.deepEqual(halted.skipped.map((k) => k.what), [`blob ${orphan}`]);
-        assert.ok(await sys.content.info(orphan), 'left for the next collection');
+        const raced = await collectGarbage({ ...deps, metadata: Object.create(sys.metadata, { leases: { value: leasesSeen } }) as typeof sys.metadata });
+        assert.equal(lists, 2, 'the leases are read for the roots, then once more with the blob aside');
+        assert.deepEqual(raced.blobs, []);
+        assert.deepEqual(raced.skipped.map((k) => k.what), [`blob ${wanted}`]);
+        assert.equal((await sys.content.readBytes(wanted, 100)).toString(), 'a pull is about to use this\n', 'back, whole');
+        assert.ok(await sys.content.verify(wanted));
       } finally {
         await t.sys.close();
       }

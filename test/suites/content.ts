@@ -135,6 +135,33 @@ export function contentStoreConformance(name: string, makeStore: () => Promise<C
       await rejectsWith(store.verify(da), 'NOT_FOUND');
     });
 
+    it('delete with unless: the blob is gone while unless() decides, then deleted or put back whole', async () => {
+      const data = testBytes(5000, 'u');
+      const digest = sha256(data);
+      await store.put({ digest, size: data.length }, data);
+      const seen: Array<boolean> = [];
+      const kept = await store.delete(digest, {
+        unless: async () => {
+          seen.push((await store.info(digest)) !== undefined);
+          return true;
+        },
+      });
+      assert.equal(kept, false, 'not deleted');
+      assert.deepEqual(seen, [false], 'aside while unless() runs: a writer would store it anew');
+      assert.deepEqual(await collect(await store.reader(digest)), data);
+      assert.equal(await store.verify(digest), true);
+      assert.deepEqual(await store.ingests(), [], 'the aside copy is no ingest');
+
+      // A writer that stores it anew while it is aside: put back over the same bytes.
+      assert.equal(await store.delete(digest, { unless: async () => ((await store.put({ digest, size: data.length }, data)), true) }), false);
+      assert.deepEqual(await collect(await store.reader(digest)), data);
+
+      assert.equal(await store.delete(digest, { unless: async () => false }), true);
+      assert.equal(await store.info(digest), undefined);
+      assert.deepEqual(await listAll(store), []);
+      await rejectsWith(store.delete(digest, { unless: async () => false }), 'NOT_FOUND');
+    });
+
     it('commit rejects a size mismatch, shows nothing under the digest and discards the ingest', async () => {
       const data = testBytes(1000);
       const digest = sha256(data);
