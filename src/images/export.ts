@@ -94,7 +94,8 @@ export class ImageExporter {
       const info = await content.info(desc.digest);
       if (!info) {
         throw new BerthError('NOT_FOUND', `image ${name}: ${what} ${desc.digest} is not in the content store`, {
-          hint: `pull the image again to fetch what is missing: berth image pull ${ref}`,
+          // --no-unpack: a pull that unpacks skips the blobs of layers it has as snapshots, and those may be what is missing.
+          hint: `fetch what is missing: berth image pull --no-unpack ${ref}`,
           details: { digest: desc.digest },
         });
       }
