@@ -2,7 +2,7 @@ import type { BerthEvent } from '../events.js';
 
 /**
  * The daemon's metrics in Prometheus' text format. Counters are fed by
- * domain events (pulls, restarts) and by the reconcile loop; gauges of the
+ * domain events (pulls, restarts, garbage collections) and by the reconcile loop; gauges of the
  * current state (containers by state, manifest errors) are read at scrape.
  */
 
@@ -19,12 +19,17 @@ export class Metrics {
   private pullSeconds = 0;
   private pulls = 0;
   private readonly restarts = new Map<string, number>();
+  private gcRuns = 0;
+  private gcBytes = 0;
 
   observe(e: BerthEvent): void {
     if (e.type === 'pull.done') {
       this.pulls++;
       this.pullBytes += e.bytes;
       this.pullSeconds += e.durationMs / 1000;
+    } else if (e.type === 'gc.done') {
+      this.gcRuns++;
+      this.gcBytes += e.bytes;
     } else if (e.type === 'container.started' && e.restartCount > 0) {
       this.restarts.set(e.name, (this.restarts.get(e.name) ?? 0) + 1);
     }
@@ -49,6 +54,8 @@ export class Metrics {
     metric('berth_pulls_total', 'counter', 'Image pulls completed.', [['', this.pulls]]);
     metric('berth_pull_bytes_total', 'counter', 'Bytes fetched by image pulls.', [['', this.pullBytes]]);
     metric('berth_pull_duration_seconds_total', 'counter', 'Time spent in image pulls.', [['', this.pullSeconds]]);
+    metric('berth_gc_runs_total', 'counter', 'Garbage collections run.', [['', this.gcRuns]]);
+    metric('berth_gc_removed_bytes_total', 'counter', 'Bytes of blobs and partial downloads removed by garbage collection.', [['', this.gcBytes]]);
     metric('berth_container_restarts_total', 'counter', 'Restarts made by restart policies, per container.', [...this.restarts].sort().map(([n, v]) => [`{container="${escape(n)}"}`, v]));
     metric('berth_containers', 'gauge', 'Containers by state.', ['created', 'running', 'restarting', 'exited'].map((s) => [`{state="${s}"}`, g.containersByState[s] ?? 0]));
     metric('berth_manifest_errors', 'gauge', 'Errors in the manifests of the last load.', [['', g.manifestErrors]]);

@@ -5,6 +5,7 @@
  * layers only with their last user.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -112,6 +113,11 @@ describe('berth gc', () => {
         assert.deepEqual([done.blobs, done.snapshots, done.ingests, done.bytes], [4, 2, 0, sizes]);
         for (const d of blobsOf(imgA)) assert.equal(await present(root, d), false, `${d} removed`);
         assert.deepEqual(await committedSnapshots(root), []);
+        const metrics = await new Promise<string>((resolve, reject) =>
+          execFile('curl', ['-sS', '--unix-socket', join(root, 'run', 'api.sock'), 'http://berth/metrics'], (err, out) => (err ? reject(err) : resolve(out))),
+        );
+        assert.match(metrics, /^berth_gc_runs_total 1$/m);
+        assert.match(metrics, new RegExp(`^berth_gc_removed_bytes_total ${sizes}$`, 'm'));
       } finally {
         await removeAll(root, ['last']);
         const r = await daemon.stop();
