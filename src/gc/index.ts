@@ -59,7 +59,7 @@ export interface GcReport {
   leases: string[];
   /** Bytes of the removed blobs and ingests (snapshot sizes are not counted). */
   bytes: number;
-  /** Garbage that could not be removed this time, and why (a snapshot that gained a child meanwhile). */
+  /** Garbage left for a later collection, and why: in use since the listing, or snapshots while a pull runs. */
   skipped: Array<{ what: string; reason: string }>;
 }
 
@@ -175,7 +175,16 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
 
   for (const ing of ingests) {
     if (leasedIngests.has(ing.ref) || now.getTime() - ing.updatedAt.getTime() < INGEST_MAX_AGE_MS) continue;
-    if (!dryRun) await content.abortIngest(ing.ref);
+    if (!dryRun) {
+      try {
+        await content.abortIngest(ing.ref);
+      } catch (err) {
+        // A writer holds it (a download that stalled for a day, still open), or it went meanwhile.
+        if (!isBerthError(err, 'LOCKED') && !isBerthError(err, 'NOT_FOUND')) throw err;
+        report.skipped.push({ what: `partial download ${ing.ref}`, reason: (err as Error).message });
+        continue;
+      }
+    }
     report.ingests.push(ing.ref);
     report.bytes += ing.offset;
   }
