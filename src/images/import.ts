@@ -506,11 +506,14 @@ class BlobSink {
     return this.content.readBytes(d, max);
   }
 
-  /** Whether the store holds the blob already (then it is protected); SIZE_MISMATCH when it does under another size. */
+  /**
+   * Whether the store holds the blob already (then it is protected); SIZE_MISMATCH when it does under another size.
+   * Protected before the look: a garbage collector deletes a blob only if no lease names it once it is out of sight.
+   */
   async has(desc: Expected, what: string): Promise<boolean> {
+    await this.protect(desc.digest);
     const info = await this.content.info(desc.digest);
     if (!info) return false;
-    await this.protect(desc.digest);
     if (info.size !== desc.size) {
       throw new BerthError('SIZE_MISMATCH', `${what}: the descriptor says ${desc.size} bytes but blob ${desc.digest} has ${info.size}`, {
         details: { digest: desc.digest, expected: desc.size, found: info.size },
