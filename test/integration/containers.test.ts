@@ -84,9 +84,10 @@ describe('output and exit codes', () => {
   test('run -d --rm without a daemon: the container is removed when it exits (its monitor runs berth cleanup)', async () => {
     await withRoot(async (root, names) => {
       names.push('brief', 'steady');
-      assert.equal(await berthOk(root, ['run', '-d', '--rm', '--name', 'brief', img.busybox, '--', 'sh', '-c', 'sleep 1']), 'brief\n');
-      await berthOk(root, ['run', '-d', '--rm', '--name', 'steady', img.busybox, '--', 'sleep', '60']);
+      // Long enough to be seen running on a loaded machine.
+      assert.equal(await berthOk(root, ['run', '-d', '--rm', '--name', 'brief', img.busybox, '--', 'sh', '-c', 'sleep 3']), 'brief\n');
       assert.equal((await psOne(root, 'brief')).state, 'running');
+      await berthOk(root, ['run', '-d', '--rm', '--name', 'steady', img.busybox, '--', 'sleep', '60']);
       await eventually('brief to be removed', async () => ((await ps(root)).some((c) => c.name === 'brief') ? undefined : true), 20_000, 200);
       // A cleanup of a container that still runs leaves it alone.
       await berthOk(root, ['cleanup', 'steady']);
