@@ -24,13 +24,16 @@ export const EXIT_FAILURE = 1;
 const commands: Command[] = [...reconcileCommands, ...daemonCommands, ...containerCommands, ...imageCommands, ...imageTransferCommands, ...contentCommands];
 const table: ReadonlyMap<string, OptionSpec> = new Map(commands.map((c) => [c.name, c.options ?? {}]));
 
+/** Summaries start in this column; a longer usage puts its summary on the next line, there. */
+const USAGE_COLUMN = 52;
+
 function usage(): string {
-  const width = Math.max(...commands.map((c) => c.usage.length));
+  const line = (c: Command): string => (c.usage.length < USAGE_COLUMN ? `  ${c.usage.padEnd(USAGE_COLUMN)} ${c.summary}` : `  ${c.usage}\n  ${' '.repeat(USAGE_COLUMN)} ${c.summary}`);
   return [
     'berth — a declarative container engine for one host',
     '',
     'commands:',
-    ...commands.map((c) => `  ${c.usage.padEnd(width)}   ${c.summary}`),
+    ...commands.map(line),
     '',
     'global options (anywhere on the line):',
     '  --root DIR            persistent state (default /var/lib/berth, env BERTH_ROOT)',
