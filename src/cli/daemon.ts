@@ -5,7 +5,7 @@ import type { ApplyReport, Desired } from '../reconcile/index.js';
 import type { Command } from './context.js';
 import { positionals, writeJSON } from './context.js';
 import { parseDurationOption } from './duration.js';
-import { shortDigest, table } from './format.js';
+import { counted, shortDigest, table } from './format.js';
 import { load, protection, reconcileDeps } from './reconcile.js';
 import { berthEnv, commandOf, REMOTE_COMMANDS } from './remote.js';
 
@@ -208,12 +208,9 @@ const status: Command = {
     const socket = join(ctx.globals.state, 'api.sock');
     const { callDaemon } = await import('../api/client.js');
     type Status = { objects: import('../reconcile/status.js').ObjectStatus[]; lastReconcile?: { converged: boolean; manifestErrors: number } | null };
-    let st: Status | undefined = await callDaemon<Status>(socket, 'GET', '/status', undefined, 5000).catch(() => undefined);
-    if (!st) {
-      // No daemon: what the records and the runtime say.
-      const { statusOf } = await import('../reconcile/status.js');
-      st = { objects: statusOf(await (await (await ctx.system()).containers()).list()) };
-    }
+    const served = await callDaemon<Status>(socket, 'GET', '/status', undefined, 5000).catch(() => undefined);
+    // No daemon: what the records and the runtime say.
+    const st: Status = served ?? { objects: (await import('../reconcile/status.js')).statusOf(await (await (await ctx.system()).containers()).list()) };
     if (ctx.globals.output === 'json') {
       writeJSON(ctx.proc.stdout, st);
       return 0;
@@ -229,7 +226,8 @@ const status: Command = {
       ),
     );
     const manifestErrors = st.lastReconcile?.manifestErrors ?? 0;
-    if (manifestErrors) ctx.proc.stdout.write(`${manifestErrors} manifest error${manifestErrors === 1 ? '' : 's'} in the daemon's last load (the daemon's log and berth validate -f DIR show them)\n`);
+    if (manifestErrors) ctx.proc.stdout.write(`${counted(manifestErrors, 'manifest error')} in the daemon's last load (the daemon's log and berth validate -f DIR show them)\n`);
+    if (!served) ctx.proc.stdout.write(`no daemon runs on ${ctx.globals.state}: this is what the records say; restarts and reconciles wait for berth daemon\n`);
     return manifestErrors || st.objects.some((o) => o.conditions.some((c) => c.type === 'Degraded' && c.status)) ? 1 : 0;
   },
 };

@@ -167,6 +167,7 @@ describe('berth daemon', () => {
       const served = await runBerth(root, ['run', '-d', '--name', 'waiting', '--restart', 'always', img.busybox, '--', 'sh', '-c', 'exit 1']);
       assert.equal(served.code, 0, served.stderr);
       assert.doesNotMatch(served.stderr, /warning/, 'a daemon runs: no warning');
+      assert.doesNotMatch((await runBerth(root, ['status'])).stdout, /no daemon/);
       // After two restarts the backoff is 4 s: the daemon is killed while it waits.
       await eventually('waiting to back off after its second restart', async () => {
         const v = await psOne(root, 'waiting');
@@ -175,6 +176,7 @@ describe('berth daemon', () => {
       await first.kill();
       const table = await berthOk(root, ['ps']);
       assert.match(table, /^waiting +\S+ +restart pending \(no daemon\) /m, table);
+      assert.match((await runBerth(root, ['status'])).stdout, /^no daemon runs on .*: this is what the records say; restarts and reconciles wait for berth daemon$/m);
       assert.match(table, /^alone +\S+ +running /m, table);
       daemons.push(await startDaemon(root));
       await eventually('a new daemon to do the pending restart', async () => {
