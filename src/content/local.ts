@@ -14,6 +14,7 @@ import type { BlobInfo, ContentStore, ContentWriter, Expected, IngestStatus } fr
  *
  *   blobs/<alg>/<hex>          committed blobs, read-only (0444)
  *   ingest/<sha256(ref)>/      one directory per ingest; the name is a hash so any ref string is safe
+ *   ingest/.deleting-PID-*     a blob delete({unless}) moved aside; removed by a later one once PID is gone
  *     data                     the bytes received so far
  *     ref, expected            the ref and the expected {digest, size}, for ingests()
  *     lock                     {"pid","boot"} of the writer holding the ref
@@ -61,6 +62,9 @@ export interface LocalContentStoreOptions {
 
 const DEFAULT_LOCK_TIMEOUT_MS = 10 * 60 * 1000;
 const IO_CHUNK = 1 << 20;
+
+/** Under ingest/: `.deleting-PID-RANDOM`, a blob that delete({unless}) moved aside while it decides. */
+const ASIDE_PREFIX = '.deleting-';
 const ALGORITHMS = ['sha256', 'sha512'] as const;
 
 /** In-process wait queues, keyed by ingest directory, shared by every store instance in this process. */
@@ -79,6 +83,7 @@ export class LocalContentStore implements ContentStore {
   private readonly lockTimeoutMs: number;
   private readonly bootIdPath: string;
   private bootId: Promise<string> | undefined;
+  private asideSwept = false;
 
   constructor(opts: LocalContentStoreOptions) {
     this.root = resolve(opts.root);
@@ -185,8 +190,9 @@ export class LocalContentStore implements ContentStore {
     const path = this.blobPath(digest);
     let doomed = path;
     if (opts.unless) {
-      // Aside on the same filesystem, under a name no listing reads; a crash here leaves only garbage.
-      doomed = join(this.root, 'ingest', `.deleting-${this.pid}-${randomBytes(6).toString('hex')}`);
+      // Aside on the same filesystem, under a name no listing reads; what a process killed meanwhile left is removed here.
+      await this.sweepAside();
+      doomed = join(this.root, 'ingest', `${ASIDE_PREFIX}${this.pid}-${randomBytes(6).toString('hex')}`);
       try {
         await mkdir(join(this.root, 'ingest'), { recursive: true, mode: 0o700 });
         await rename(path, doomed);
@@ -213,6 +219,17 @@ export class LocalContentStore implements ContentStore {
       throw fsError(err, 'delete', path);
     }
     return true;
+  }
+
+  /** Once per store: blobs that a delete of a process now gone had moved aside. */
+  private async sweepAside(): Promise<void> {
+    if (this.asideSwept) return;
+    this.asideSwept = true;
+    const dir = join(this.root, 'ingest');
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const pid = name.startsWith(ASIDE_PREFIX) ? Number(name.slice(ASIDE_PREFIX.length).split('-')[0]) : NaN;
+      if (Number.isSafeInteger(pid) && pid !== this.pid && !this.isAlive(pid)) await unlinkOptional(join(dir, name));
+    }
   }
 
   async ingests(): Promise<IngestStatus[]> {

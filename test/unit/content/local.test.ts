@@ -118,6 +118,18 @@ describe('LocalContentStore on disk', () => {
     assert.deepEqual(await readdir(join(root, 'ingest')), [], 'a committed ingest leaves nothing behind');
   });
 
+  it('a delete that moves blobs aside first removes what a killed process left aside, not what a live one has', async () => {
+    const data = testBytes(100);
+    const digest = sha256(data);
+    await store.put({ digest, size: data.length }, data);
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const ingest = join(root, 'ingest');
+    await writeFile(join(ingest, `.deleting-${dead}-0a0b`), 'a blob its collector did not live to delete');
+    await writeFile(join(ingest, `.deleting-${process.pid}-0c0d`), 'a blob this process is deciding on');
+    assert.equal(await store.delete(digest, { unless: async () => false }), true);
+    assert.deepEqual((await readdir(ingest)).filter((n) => n.startsWith('.deleting-')), [`.deleting-${process.pid}-0c0d`]);
+  });
+
   it('creates no path from an invalid digest', async () => {
     await store.put({ digest: sha256('x') }, Buffer.from('x'));
     const before = await tree(tmp.path);
