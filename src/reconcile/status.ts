@@ -59,8 +59,11 @@ export function statusOf(views: readonly ContainerView[], desired?: DesiredState
     }
     const lastError = failure ?? v.lastError;
     const crashed = v.state === 'exited' && v.desired === 'running' && (v.exitCode ?? 0) !== 0;
+    const exhausted = v.restart.policy === 'on-failure' && v.restart.maxRetries !== undefined && v.restarts >= v.restart.maxRetries;
+    // An exit the supervisor has not processed yet (for a moment, or until a daemon runs) is a restart to come, not a failure.
+    const restartDue = crashed && v.restart.policy !== 'never' && !exhausted && !v.lastError;
     const ready = v.state === 'running';
-    const degradedReason = failure ? 'ApplyFailed' : v.oomKilled ? 'OOMKilled' : crashed ? (v.state === 'exited' && v.restart.policy !== 'never' ? 'RestartsExhausted' : 'Crashed') : v.lastError ? 'StartFailed' : 'AsExpected';
+    const degradedReason = failure ? 'ApplyFailed' : v.oomKilled ? 'OOMKilled' : crashed && !restartDue ? (v.restart.policy !== 'never' ? 'RestartsExhausted' : 'Crashed') : v.lastError ? 'StartFailed' : 'AsExpected';
     out.push({
       kind: 'Container',
       name,
@@ -72,7 +75,11 @@ export function statusOf(views: readonly ContainerView[], desired?: DesiredState
       managed: Boolean(v.managed),
       conditions: [
         { type: 'Ready', status: ready, reason: ready ? 'Running' : v.state === 'exited' ? 'Exited' : v.state === 'restarting' ? 'BackOff' : 'NotStarted' },
-        { type: 'Progressing', status: v.state === 'restarting' || (v.state === 'created' && v.desired === 'running'), reason: v.state === 'restarting' ? 'BackOff' : 'Done' },
+        {
+          type: 'Progressing',
+          status: v.state === 'restarting' || restartDue || (v.state === 'created' && v.desired === 'running'),
+          reason: v.state === 'restarting' ? 'BackOff' : restartDue ? 'RestartDue' : 'Done',
+        },
         {
           type: 'Degraded',
           status: degradedReason !== 'AsExpected',
