@@ -1,4 +1,4 @@
-import type { ContainerView } from '../containers/index.js';
+import { decideRestart, type ContainerView } from '../containers/index.js';
 import type { DesiredState } from '../manifests/index.js';
 import type { ApplyReport } from './apply.js';
 
@@ -59,9 +59,9 @@ export function statusOf(views: readonly ContainerView[], desired?: DesiredState
     }
     const lastError = failure ?? v.lastError;
     const crashed = v.state === 'exited' && v.desired === 'running' && (v.exitCode ?? 0) !== 0;
-    const exhausted = v.restart.policy === 'on-failure' && v.restart.maxRetries !== undefined && v.restarts >= v.restart.maxRetries;
-    // An exit the supervisor has not processed yet (for a moment, or until a daemon runs) is a restart to come, not a failure.
-    const restartDue = crashed && v.restart.policy !== 'never' && !exhausted && !v.lastError;
+    // An exit the supervisor has not processed yet (for a moment, or until a daemon runs) that its policy restarts is a
+    // restart to come, not a failure: the supervisor's own decision (decideRestart) says which.
+    const restartDue = crashed && !v.lastError && decideRestart(v.restart, { restartCount: v.restarts }, v.exitCode ?? 0, new Date()).restart;
     const ready = v.state === 'running';
     const degradedReason = failure ? 'ApplyFailed' : v.oomKilled ? 'OOMKilled' : crashed && !restartDue ? (v.restart.policy !== 'never' ? 'RestartsExhausted' : 'Crashed') : v.lastError ? 'StartFailed' : 'AsExpected';
     out.push({
