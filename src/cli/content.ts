@@ -1,3 +1,6 @@
+import type { GcReport } from '../gc/index.js';
+import type { Logger } from '../log.js';
+import type { System } from '../system.js';
 import type { Command } from './context.js';
 import { positionals, writeJSON } from './context.js';
 import { counted, formatBytes, shortDigest } from './format.js';
@@ -29,6 +32,13 @@ const verify: Command = {
   },
 };
 
+/** A collection over the System's stores (berth gc, the daemon's scheduler), publishing gc.done on its bus. */
+export async function garbageCollector(sys: System, logger: Logger): Promise<(opts?: { dryRun?: boolean }) => Promise<GcReport>> {
+  const [{ collectGarbage }, { name, snapshotter }] = await Promise.all([import('../gc/index.js'), sys.snapshotter()]);
+  const deps = { content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, events: sys.events, logger };
+  return (opts) => collectGarbage(deps, opts);
+}
+
 const gc: Command = {
   name: 'gc',
   usage: 'berth gc [--dry-run]',
@@ -37,8 +47,7 @@ const gc: Command = {
   async run(ctx) {
     positionals(ctx, 0, this.usage);
     const sys = await ctx.system();
-    const [{ collectGarbage }, { name, snapshotter }] = await Promise.all([import('../gc/index.js'), sys.snapshotter()]);
-    const report = await collectGarbage({ content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, events: sys.events, logger: sys.logger }, { dryRun: Boolean(ctx.line.values['dry-run']) });
+    const report = await (await garbageCollector(sys, sys.logger))({ dryRun: Boolean(ctx.line.values['dry-run']) });
     if (ctx.globals.output === 'json') {
       writeJSON(ctx.proc.stdout, report);
       return 0;

@@ -4,6 +4,7 @@ import type { StoredEvent } from '../metadata/store.js';
 import type { ApplyReport, Desired } from '../reconcile/index.js';
 import type { Command } from './context.js';
 import { positionals, writeJSON } from './context.js';
+import { garbageCollector } from './content.js';
 import { parseDurationOption } from './duration.js';
 import { counted, shortDigest, table } from './format.js';
 import { load, protection, reconcileDeps } from './reconcile.js';
@@ -64,9 +65,9 @@ const daemon: Command = {
       cleanup.push(() => supervisor.stop());
       if (!ctx.line.values['no-gc']) {
         // Garbage is collected a while after names move or go and containers go (what the daemon's own work does).
-        const [{ collectGarbage, GcScheduler }, { name, snapshotter }] = await Promise.all([import('../gc/index.js'), sys.snapshotter()]);
-        const gcDeps = { content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, events: sys.events, logger: ctx.logger.child({ module: 'gc' }) };
-        const gc = new GcScheduler(() => collectGarbage(gcDeps), gcDelayMs, gcDeps.logger);
+        const logger = ctx.logger.child({ module: 'gc' });
+        const [{ GcScheduler }, collect] = await Promise.all([import('../gc/index.js'), garbageCollector(sys, logger)]);
+        const gc = new GcScheduler(() => collect(), gcDelayMs, logger);
         cleanup.push(sys.events.subscribe((e) => gc.observe(e)));
         cleanup.push(() => gc.stop());
       }

@@ -168,7 +168,7 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
   }
 
   for (const l of allLeases) {
-    if (leases.includes(l)) continue;
+    if (live(l)) continue;
     if (!dryRun) await metadata.leases.delete(l.id);
     report.leases.push(l.id);
   }
