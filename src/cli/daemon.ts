@@ -6,6 +6,7 @@ import type { Command } from './context.js';
 import { positionals, writeJSON } from './context.js';
 import { garbageCollector } from './content.js';
 import { parseDurationOption } from './duration.js';
+import { downloadsOption, maxDownloads } from './image.js';
 import { counted, shortDigest, table } from './format.js';
 import { load, protection, reconcileDeps } from './reconcile.js';
 import { berthEnv, commandOf, REMOTE_COMMANDS } from './remote.js';
@@ -33,9 +34,9 @@ export async function daemonRuns(state: string, isAlive: (pid: number) => boolea
 
 const daemon: Command = {
   name: 'daemon',
-  usage: 'berth daemon [-f DIR...] [--no-prune] [--resync D] [--gc-delay D] [--no-gc]',
+  usage: 'berth daemon [-f DIR...] [--no-prune] [--resync D] [--gc-delay D] [--no-gc] [--max-concurrent-downloads N]',
   summary: 'watch manifests and keep the host converged (pruning what was removed), supervise containers, serve the API',
-  options: { file: { type: 'string', short: 'f', multiple: true }, 'no-prune': { type: 'boolean' }, resync: { type: 'string' }, 'gc-delay': { type: 'string' }, 'no-gc': { type: 'boolean' } },
+  options: { file: { type: 'string', short: 'f', multiple: true }, 'no-prune': { type: 'boolean' }, resync: { type: 'string' }, 'gc-delay': { type: 'string' }, 'no-gc': { type: 'boolean' }, ...downloadsOption },
   async run(ctx) {
     positionals(ctx, 0, this.usage);
     if (!ctx.proc.onSignal) throw new BerthError('INTERNAL', 'the daemon needs signal handling');
@@ -44,6 +45,7 @@ const daemon: Command = {
     const prune = !ctx.line.values['no-prune'];
     const resyncMs = parseDurationOption(ctx.line.values.resync, '--resync', 30_000);
     const gcDelayMs = parseDurationOption(ctx.line.values['gc-delay'], '--gc-delay', 60_000);
+    const downloads = maxDownloads(ctx);
     const stopped = new Promise<number>((r) => ctx.proc.onSignal!((signal) => r(signal)));
     // The state's one writer: a second daemon or an apply is refused, naming this one.
     const { acquireLock } = await import('../lock/index.js');
@@ -71,7 +73,7 @@ const daemon: Command = {
         cleanup.push(sys.events.subscribe((e) => gc.observe(e)));
         cleanup.push(() => gc.stop());
       }
-      const deps = await reconcileDeps(sys);
+      const deps = await reconcileDeps(sys, downloads);
       let last: { report: ApplyReport; desired: Desired } | undefined;
       // Manifest errors are logged when they change, not at every resync.
       const { formatManifestError } = await import('../manifests/index.js');

@@ -12,21 +12,35 @@ function oneRef(ctx: CommandContext, usage: string): string {
   return positionals(ctx, 1, usage)[0]!;
 }
 
+/** `--max-concurrent-downloads N` (Docker's and ctr's name): blobs one pull downloads at once, 3 when absent. */
+export const downloadsOption = { 'max-concurrent-downloads': { type: 'string' } } as const;
+
+export function maxDownloads(ctx: CommandContext): number | undefined {
+  const v = ctx.line.values['max-concurrent-downloads'];
+  if (typeof v !== 'string') return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1 || n > 64) {
+    throw new BerthError('INVALID_ARGUMENT', `--max-concurrent-downloads ${JSON.stringify(v)} is not a whole number from 1 to 64`);
+  }
+  return n;
+}
+
 const pull: Command = {
   name: 'image pull',
-  usage: 'berth image pull REF [--platform os/arch[/variant]] [--no-unpack]',
+  usage: 'berth image pull REF [--platform os/arch[/variant]] [--no-unpack] [--max-concurrent-downloads N]',
   summary: 'fetch an image, verify and store it, unpack it into snapshots',
-  options: { platform: { type: 'string' }, 'no-unpack': { type: 'boolean' } },
+  options: { platform: { type: 'string' }, 'no-unpack': { type: 'boolean' }, ...downloadsOption },
   async run(ctx) {
     const ref = oneRef(ctx, this.usage);
     const platform = typeof ctx.line.values.platform === 'string' ? parsePlatform(ctx.line.values.platform) : undefined;
+    const concurrency = maxDownloads(ctx);
     const sys = await ctx.system();
     const out = ctx.proc.stdout;
     const json = ctx.globals.output === 'json';
     const progress = new PullProgress(ctx.proc.stderr, Boolean(ctx.proc.stderr.isTTY));
     const unsubscribe = sys.events.subscribe((e) => (json ? out.write(JSON.stringify(e) + '\n') : progress.handle(e)));
     try {
-      const res = await (await sys.puller()).pull(ref, { ...(platform ? { platform } : {}), unpack: !ctx.line.values['no-unpack'] });
+      const res = await (await sys.puller()).pull(ref, { ...(platform ? { platform } : {}), ...(concurrency ? { concurrency } : {}), unpack: !ctx.line.values['no-unpack'] });
       if (json) out.write(JSON.stringify({ name: res.record.name, digest: res.record.target.digest, manifest: res.manifest.digest, fetchedBytes: res.fetchedBytes, durationMs: res.durationMs }) + '\n');
       else out.write(`${res.record.name} ${res.record.target.digest}\n`);
       return 0;

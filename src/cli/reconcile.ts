@@ -7,6 +7,7 @@ import type { System } from '../system.js';
 import type { Command, CommandContext, Output } from './context.js';
 import { writeJSON } from './context.js';
 import { parseDurationOption } from './duration.js';
+import { downloadsOption, maxDownloads } from './image.js';
 import { counted, shortDigest } from './format.js';
 
 /**
@@ -39,8 +40,8 @@ export async function printManifestErrors(out: Output, result: LoadResult): Prom
   for (const e of result.errors) out.write(formatManifestError(e) + '\n');
 }
 
-/** What the reconciler needs, from the opened system. */
-export async function reconcileDeps(sys: System): Promise<ReconcileDeps> {
+/** What the reconciler needs, from the opened system; `downloads` bounds each pull's blob downloads (--max-concurrent-downloads). */
+export async function reconcileDeps(sys: System, downloads?: number): Promise<ReconcileDeps> {
   const { canonicalName } = await import('../images/inventory.js');
   const { parsePlatform } = await import('../oci/platform.js');
   return {
@@ -54,7 +55,7 @@ export async function reconcileDeps(sys: System): Promise<ReconcileDeps> {
         }
       },
       async pull(ref, opts) {
-        await (await sys.puller()).pull(ref, { unpack: true, ...(opts?.platform ? { platform: parsePlatform(opts.platform) } : {}) });
+        await (await sys.puller()).pull(ref, { unpack: true, ...(downloads ? { concurrency: downloads } : {}), ...(opts?.platform ? { platform: parsePlatform(opts.platform) } : {}) });
       },
     },
     events: sys.events,
@@ -158,7 +159,7 @@ export function renderReport(out: Output, report: ApplyReport, manifestErrors = 
 
 const apply: Command = {
   name: 'apply',
-  usage: 'berth apply -f PATH... [--dry-run] [--prune] [--wait] [--timeout D]',
+  usage: 'berth apply -f PATH... [--dry-run] [--prune] [--wait] [--timeout D] [--max-concurrent-downloads N]',
   summary: 'converge the host on the manifests; exit 0 converged, 1 not',
   options: {
     file: { type: 'string', short: 'f', multiple: true },
@@ -166,9 +167,11 @@ const apply: Command = {
     prune: { type: 'boolean' },
     wait: { type: 'boolean' },
     timeout: { type: 'string' },
+    ...downloadsOption,
   },
   async run(ctx) {
     const files = paths(ctx, this.usage);
+    const downloads = maxDownloads(ctx);
     const prune = Boolean(ctx.line.values.prune);
     const timeoutMs = parseDurationOption(ctx.line.values.timeout, '--timeout', 60_000);
     const json = ctx.globals.output === 'json';
@@ -178,6 +181,7 @@ const apply: Command = {
     let result: Awaited<ReturnType<typeof load>> | undefined;
     if (existsSync(socket) && (await daemonAnswers(socket))) {
       // One writer: the daemon applies, and we report its result.
+      if (downloads) ctx.logger.warn('a daemon runs on this state: its pulls use its own --max-concurrent-downloads', { state: ctx.globals.state });
       const { callDaemon } = await import('../api/client.js');
       report = await callDaemon(socket, 'POST', '/reconcile', { paths: files, prune }, timeoutMs || undefined);
     } else {
@@ -187,7 +191,7 @@ const apply: Command = {
       const lock = await acquireLock(join(ctx.globals.state, 'lock'), { holder: { pid: ctx.proc.pid, what: 'berth apply' }, timeoutMs, what: `state ${ctx.globals.state}` });
       try {
         const { apply: applyDesired } = await import('../reconcile/index.js');
-        report = { ...(await applyDesired(await reconcileDeps(sys), result.desired, protection(result, prune))), manifestErrors: result.errors };
+        report = { ...(await applyDesired(await reconcileDeps(sys, downloads), result.desired, protection(result, prune))), manifestErrors: result.errors };
         if (ctx.line.values.wait && report.converged) report.converged = await waitReady(sys, result.desired.containers.filter((c) => c.state === 'running').map((c) => c.name), timeoutMs, ctx.proc.stderr);
       } finally {
         await lock.release();

@@ -56,6 +56,8 @@ export interface PullOptions {
   /** Unpack into snapshots while downloading (needs PullerDeps.unpacker). */
   unpack?: boolean;
   signal?: AbortSignal;
+  /** Blob downloads at once for this pull (PullerDeps.concurrency when absent). */
+  concurrency?: number;
 }
 
 export interface PullResult {
@@ -124,13 +126,39 @@ export class ImagePuller {
   }
 
   private async doPull(ref: Reference, platform: Platform, opts: PullOptions): Promise<PullResult> {
-    const { content, metadata, resolver, events } = this.deps;
+    const { metadata, resolver } = this.deps;
     const name = formatReference(ref);
     const started = this.now();
-    const log = this.deps.logger.child({ ref: name });
-    const lease = await metadata.leases.create({ ttlMs: this.deps.leaseTtlMs ?? 24 * 3600_000, labels: { 'berth.io/pull': name } });
+    // Independent of each other: the registry's round trip and the lease's metadata commit overlap.
+    const leasing = metadata.leases.create({ ttlMs: this.deps.leaseTtlMs ?? 24 * 3600_000, labels: { 'berth.io/pull': name } });
+    const resolving = resolver.resolve(ref, opts.signal);
+    const [leased, resolved] = await Promise.allSettled([leasing, resolving]);
+    if (leased.status === 'rejected') throw leased.reason;
+    const lease = leased.value;
+    const progress = { downloading: false };
+    try {
+      if (resolved.status === 'rejected') throw resolved.reason;
+      return await this.pullResolved(ref, name, platform, opts, lease.id, resolved.value, started, progress);
+    } catch (err) {
+      // A pull that failed before any blob download began leaves nothing worth protecting for the lease's TTL, and a
+      // live lease holds back snapshot collection (gc/): a daemon retrying a mistyped image would keep one per attempt.
+      if (!progress.downloading) await metadata.leases.delete(lease.id).catch(() => {});
+      throw err;
+    }
+  }
 
-    const resolved = await resolver.resolve(ref, opts.signal);
+  private async pullResolved(
+    ref: Reference,
+    name: string,
+    platform: Platform,
+    opts: PullOptions,
+    leaseId: string,
+    resolved: Awaited<ReturnType<Resolver['resolve']>>,
+    started: number,
+    progress: { downloading: boolean },
+  ): Promise<PullResult> {
+    const { content, metadata, resolver, events } = this.deps;
+    const log = this.deps.logger.child({ ref: name });
     const root = resolved.descriptor;
     events.publish({ type: 'pull.resolved', ref: name, digest: root.digest, mediaType: root.mediaType, host: resolved.host });
     log.info('resolved', { digest: root.digest, mediaType: root.mediaType, host: resolved.host });
@@ -138,7 +166,7 @@ export class ImagePuller {
     let fetchedBytes = 0;
 
     const getManifestBytes = async (desc: Descriptor): Promise<Buffer> => {
-      await metadata.leases.addResource(lease.id, { type: 'content', id: desc.digest });
+      await metadata.leases.addResource(leaseId, { type: 'content', id: desc.digest });
       if (await content.info(desc.digest)) return content.readBytes(desc.digest, MAX_MANIFEST_BYTES);
       const bytes = await fetcher.fetchManifest(desc, opts.signal);
       await content.put({ digest: desc.digest, size: desc.size }, bytes);
@@ -159,27 +187,30 @@ export class ImagePuller {
     }
     const manifest = parseManifest(await getManifestBytes(manifestDesc), manifestDesc.mediaType, `manifest ${manifestDesc.digest} of ${name}`);
     checkManifest(manifest, manifestDesc, name);
-
-    await metadata.leases.addResource(lease.id, { type: 'content', id: manifest.config.digest });
-    const config = await this.fetchConfig(fetcher, manifest.config, name);
-    fetchedBytes += config.fetched;
-    if (config.config.rootfs.diff_ids.length !== manifest.layers.length) {
-      throw new BerthError('INVALID_MANIFEST', `${name}: manifest ${manifestDesc.digest} has ${manifest.layers.length} layers but its config ${manifest.config.digest} lists ${config.config.rootfs.diff_ids.length} diff_ids`);
-    }
-    const pulledPlatform = normalizePlatform({ os: config.config.os, architecture: config.config.architecture, ...(config.config.variant ? { variant: config.config.variant } : {}) });
-    if (!index && !platformMatcher(platform).match(pulledPlatform)) {
-      if (opts.platform) {
-        throw new BerthError('NO_MATCHING_PLATFORM', `${name} is a single-platform image for ${formatPlatform(pulledPlatform)}, not ${formatPlatform(platform)}`);
-      }
-      log.warn('image platform does not match the host', { image: formatPlatform(pulledPlatform), host: formatPlatform(platform) });
-    }
-
     if (opts.unpack && !this.deps.unpacker) throw new BerthError('INTERNAL', 'unpack requested but no unpacker is configured');
-    const unpacker = opts.unpack ? await this.deps.unpacker?.() : undefined;
-    const plan: UnpackPlan | undefined = unpacker ? await unpacker.plan(config.config) : undefined;
-    const sem = new Semaphore(this.deps.concurrency ?? 3);
+
+    // One metadata commit for the lot (concurrent writes share a transaction).
+    await Promise.all([manifest.config, ...manifest.layers].map((d) => metadata.leases.addResource(leaseId, { type: 'content', id: d.digest })));
+    const sem = new Semaphore(opts.concurrency ?? this.deps.concurrency ?? 3);
     const stop = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+    // The config comes before the layers where it decides something about them: unpacking plans from it which layers
+    // are snapshotted already (those are not downloaded), and a single-platform image must match a --platform asked
+    // for. Otherwise it is queued with the layers, ahead of them, as containerd fetches a manifest's children.
+    const configFirst = Boolean(opts.unpack || (!index && opts.platform));
+    const configLoad = configFirst ? this.fetchConfig(fetcher, manifest.config, name) : sem.run(() => this.fetchConfig(fetcher, manifest.config, name));
+    const checkedConfig = configLoad.then((c) => {
+      checkConfig(c.config, manifest, manifestDesc, name, index ? undefined : { platform, asked: Boolean(opts.platform) }, log);
+      return c;
+    });
+    checkedConfig.catch(() => {}); // awaited below, with the layers
+    let plan: UnpackPlan | undefined;
+    let unpacker: Unpacker | undefined;
+    if (configFirst) {
+      const { config } = await checkedConfig;
+      unpacker = opts.unpack ? await this.deps.unpacker?.() : undefined;
+      plan = unpacker ? await unpacker.plan(config) : undefined;
+    }
     // Resolved when a layer's download has opened its ingest, so the
     // unpacker can follow the bytes as they arrive.
     const opened = manifest.layers.map(() => {
@@ -190,8 +221,14 @@ export class ImagePuller {
     // Layers below the committed snapshot prefix are not needed at all.
     const fetches = manifest.layers.map(async (layer, i) => {
       if (plan && i < plan.committedPrefix) return 0;
-      await metadata.leases.addResource(lease.id, { type: 'content', id: layer.digest });
-      return sem.run(() => this.blobs.do(layer.digest, () => this.fetchBlob(fetcher, layer, name, signal, () => opened[i]!.resolve())));
+      return sem.run(() =>
+        this.blobs.do(layer.digest, () =>
+          this.fetchBlob(fetcher, layer, name, signal, () => {
+            progress.downloading = true;
+            opened[i]!.resolve();
+          }),
+        ),
+      );
     });
     const source = (i: number): LayerSource => {
       const layer = manifest.layers[i]!;
@@ -214,14 +251,18 @@ export class ImagePuller {
     for (const f of fetches) f.catch(() => {});
     let snapshot: Digest | undefined;
     let sizes: number[];
+    let config: ImageConfig;
     try {
-      if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, manifest.config.digest, config.config, plan, source);
+      config = (await checkedConfig).config;
+      fetchedBytes += (await checkedConfig).fetched;
+      if (unpacker && plan) snapshot = await unpacker.unpack(name, manifest.layers, manifest.config.digest, config, plan, source);
       sizes = await Promise.all(fetches);
     } catch (err) {
       stop.abort(); // no point downloading the rest of an image that failed
       throw err;
     }
     fetchedBytes += sizes.reduce((a, b) => a + b, 0);
+    const pulledPlatform = configPlatform(config);
 
     // Reference labels are written once every blob they name is present.
     await metadata.content.set(manifestDesc.digest, {
@@ -233,7 +274,7 @@ export class ImagePuller {
     const { record, previous } = await metadata.images.put({ name, target: root, labels: { [PlatformLabel]: formatPlatform(pulledPlatform) } });
     if (!previous) events.publish({ type: 'image.created', name, digest: root.digest });
     else if (previous.target.digest !== root.digest) events.publish({ type: 'image.updated', name, digest: root.digest, previous: previous.target.digest });
-    await metadata.leases.delete(lease.id);
+    await metadata.leases.delete(leaseId);
 
     const durationMs = this.now() - started;
     events.publish({ type: 'pull.done', ref: name, digest: root.digest, bytes: fetchedBytes, durationMs });
@@ -362,6 +403,26 @@ export function selectManifest(index: ImageIndex, platform: Platform, name: stri
     hint: available.length ? `choose one with --platform, e.g. --platform ${available[0]}` : undefined,
     details: { wanted: formatPlatform(platform), available },
   });
+}
+
+function configPlatform(config: ImageConfig): Platform {
+  return normalizePlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) });
+}
+
+/**
+ * The config agrees with its manifest. A single-platform image (`single`;
+ * an index's entry was chosen by its platform already) must be for the
+ * platform asked for, or is pulled with a warning when none was asked for
+ * and it is not the host's.
+ */
+function checkConfig(config: ImageConfig, manifest: ImageManifest, desc: Descriptor, name: string, single: { platform: Platform; asked: boolean } | undefined, log: Logger): void {
+  if (config.rootfs.diff_ids.length !== manifest.layers.length) {
+    throw new BerthError('INVALID_MANIFEST', `${name}: manifest ${desc.digest} has ${manifest.layers.length} layers but its config ${manifest.config.digest} lists ${config.rootfs.diff_ids.length} diff_ids`);
+  }
+  const pulled = configPlatform(config);
+  if (!single || platformMatcher(single.platform).match(pulled)) return;
+  if (single.asked) throw new BerthError('NO_MATCHING_PLATFORM', `${name} is a single-platform image for ${formatPlatform(pulled)}, not ${formatPlatform(single.platform)}`);
+  log.warn('image platform does not match the host', { image: formatPlatform(pulled), host: formatPlatform(single.platform) });
 }
 
 function checkManifest(m: ImageManifest, desc: Descriptor, name: string): void {

@@ -62,6 +62,8 @@ export interface FaultProxy {
   otherHost: string;
   otherRequests: Array<{ method: string; path: string; headers: Record<string, string | string[] | undefined> }>;
   requests: RecordedRequest[];
+  /** The most blob GETs that were in flight at once (request received, response not yet finished) since `clearFaults`. */
+  peakBlobGets(): number;
   addFault(f: Fault): void;
   clearFaults(): void;
   stop(): Promise<void>;
@@ -105,6 +107,8 @@ export async function startFaultProxy(upstream: string, opts: { redirectUpstream
   const agent = new Agent({ keepAlive: true });
   const faults: Array<{ fault: Fault; remaining: number }> = [];
   const requests: RecordedRequest[] = [];
+  let blobGets = 0;
+  let peak = 0;
   const otherRequests: FaultProxy['otherRequests'] = [];
   let host = '';
   let otherHost = '';
@@ -211,6 +215,10 @@ export async function startFaultProxy(upstream: string, opts: { redirectUpstream
   const main = createServer((req, res) => {
     const record: RecordedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: { ...req.headers } };
     requests.push(record);
+    if (record.method === 'GET' && record.path.includes('/blobs/')) {
+      peak = Math.max(peak, ++blobGets);
+      res.once('close', () => blobGets--);
+    }
     const fault = take(req);
     if (fault) record.fault = fault.kind;
     void (async () => {
@@ -266,8 +274,12 @@ export async function startFaultProxy(upstream: string, opts: { redirectUpstream
     otherHost,
     otherRequests,
     requests,
+    peakBlobGets: () => peak,
     addFault: (fault) => void faults.push({ fault, remaining: fault.times ?? 1 }),
-    clearFaults: () => void faults.splice(0),
+    clearFaults: () => {
+      faults.splice(0);
+      peak = blobGets;
+    },
     stop: () =>
       (stopped ??= (async () => {
         for (const s of [main, other]) s.closeAllConnections();

@@ -124,6 +124,13 @@ describe('image pull from a real registry', () => {
       assert.match(res.stderr, new RegExp(reg.host.replace(/\./g, '\\.')));
       assert.match(res.stderr, /nope/);
       assert.deepEqual(await blobsOnDisk(root), []);
+      // Nothing was downloaded, so no lease stays behind to hold back garbage collection for a day.
+      const { sys } = await openTestSystem(root);
+      try {
+        assert.deepEqual(await sys.metadata.leases.list(), []);
+      } finally {
+        await sys.close();
+      }
     }));
 
   test('unknown host: exit 1, UNAVAILABLE naming the host', () =>
@@ -262,6 +269,28 @@ describe('image pull under faults (registry front)', () => {
   });
 
   const bigLayer = (): Digest => big.layers[0]!.digest;
+
+  test('--max-concurrent-downloads bounds the blob downloads in flight; a bad value is refused', () =>
+    withRoot(async (root) => {
+      // Each blob answer waits, so downloads that may overlap do.
+      const slow = (): void => proxy.addFault({ kind: 'delay', ms: 150, method: 'GET', path: /\/blobs\//, times: 100 });
+      const peakOf = async (args: string[], dir: string): Promise<number> => {
+        proxy.clearFaults();
+        slow();
+        const res = await runBerth(join(root, dir), ['image', 'pull', '--no-unpack', ...args, `${proxy.host}/fault/img:v1`]);
+        assert.equal(res.code, 0, res.stderr);
+        const peak = proxy.peakBlobGets();
+        proxy.clearFaults();
+        return peak;
+      };
+      assert.equal(img.layers.length + 1, 4, 'fixture: a config and 3 layers');
+      assert.equal(await peakOf([], 'default'), 3, 'the default is 3 at once');
+      assert.equal(await peakOf(['--max-concurrent-downloads', '1'], 'one'), 1);
+      assert.equal(await peakOf(['--max-concurrent-downloads', '2'], 'two'), 2);
+      const bad = await runBerth(root, ['image', 'pull', '--max-concurrent-downloads', '0', `${proxy.host}/fault/img:v1`]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /--max-concurrent-downloads "0" is not a whole number from 1 to 64/);
+    }));
 
   test('corrupted blob: DIGEST_MISMATCH naming expected and found; nothing committed', () =>
     withRoot(async (root) => {
