@@ -86,6 +86,14 @@ test('the command runs the bundle with a code cache per command, made again when
   });
 });
 
+test('the bundles are ASCII, so V8 keeps their source one byte per character', async () => {
+  for (const f of ['bundle.cjs', 'remote.cjs']) {
+    const bytes = await readFile(join(dirname(berthCommand), f));
+    const at = bytes.findIndex((b) => b > 0x7f);
+    assert.equal(at, -1, `${f} has a non-ASCII byte at offset ${at}`);
+  }
+});
+
 test('without a bundle (only tsc ran) the command runs dist/src unbundled', async () => {
   await withTempDir('berth-bin', async (dir) => {
     // dist/src without bundle.cjs and remote.cjs: its modules linked, the command copied.
