@@ -40,6 +40,13 @@ export async function printManifestErrors(out: Output, result: LoadResult): Prom
   for (const e of result.errors) out.write(formatManifestError(e) + '\n');
 }
 
+/**
+ * Label on the image names the reconciler pulled, which prune may untag
+ * (reconcile/plan.ts). A pull or import by hand writes the record without
+ * it, and so takes the name over.
+ */
+export const ManagedImageLabel = 'berth.io/managed';
+
 /** What the reconciler needs, from the opened system; `downloads` bounds each pull's blob downloads (--max-concurrent-downloads). */
 export async function reconcileDeps(sys: System, downloads?: number): Promise<ReconcileDeps> {
   const { canonicalName } = await import('../images/inventory.js');
@@ -55,7 +62,19 @@ export async function reconcileDeps(sys: System, downloads?: number): Promise<Re
         }
       },
       async pull(ref, opts) {
-        await (await sys.puller()).pull(ref, { unpack: true, ...(downloads ? { concurrency: downloads } : {}), ...(opts?.platform ? { platform: parsePlatform(opts.platform) } : {}) });
+        await (await sys.puller()).pull(ref, {
+          unpack: true,
+          labels: { [ManagedImageLabel]: 'true' },
+          ...(downloads ? { concurrency: downloads } : {}),
+          ...(opts?.platform ? { platform: parsePlatform(opts.platform) } : {}),
+        });
+      },
+      async managed() {
+        return (await sys.metadata.images.list()).filter((r) => r.labels[ManagedImageLabel] === 'true').map((r) => r.name);
+      },
+      async untag(name) {
+        // Checked again here: the name may have been pulled by hand since the plan was made.
+        if ((await sys.metadata.images.get(name))?.labels[ManagedImageLabel] === 'true') await sys.images.remove(name);
       },
     },
     events: sys.events,
@@ -64,12 +83,13 @@ export async function reconcileDeps(sys: System, downloads?: number): Promise<Re
   };
 }
 
-const SYMBOL: Record<Change['action'], string> = { pull: '↓', create: '+', replace: '~', update: '~', start: '>', stop: '.', delete: '-' };
+const SYMBOL: Record<Change['action'], string> = { pull: '↓', create: '+', replace: '~', update: '~', start: '>', stop: '.', delete: '-', untag: '-' };
 
 function changeLine(c: Change): string {
   switch (c.action) {
     case 'pull':
-      return `${SYMBOL.pull} pull ${c.image} (${c.reason})`;
+    case 'untag':
+      return `${SYMBOL[c.action]} ${c.action} ${c.image} (${c.reason})`;
     case 'create':
       // No digest yet: a create still waiting for its image.
       return `${SYMBOL.create} create ${c.name} (${c.container.image}${c.digest ? `@${shortDigest(c.digest)}` : ''})`;
@@ -92,7 +112,7 @@ function renderPlan(out: Output, p: Plan): void {
   for (const o of p.orphans) out.write(`  orphan ${o}: no manifest declares it (berth apply --prune removes it)\n`);
   const count = (a: Change['action']): number => p.changes.filter((c) => c.action === a).length;
   out.write(
-    `plan: ${count('pull')} to pull, ${count('create')} to create, ${count('replace')} to replace, ${count('update')} to update, ${count('start')} to start, ${count('stop')} to stop, ${count('delete')} to delete; ${p.unchanged.length} unchanged\n`,
+    `plan: ${count('pull')} to pull, ${count('create')} to create, ${count('replace')} to replace, ${count('update')} to update, ${count('start')} to start, ${count('stop')} to stop, ${count('delete')} to delete, ${count('untag')} to untag; ${p.unchanged.length} unchanged\n`,
   );
 }
 
@@ -249,7 +269,7 @@ const explain: Command = {
       const result = await load(paths(ctx, this.usage), ctx.globals.state);
       const { planFor } = await import('../reconcile/index.js');
       const p = await planFor(await reconcileDeps(sys), result.desired, { prune: false });
-      const c = p.changes.find((x) => x.action !== 'pull' && x.name === name);
+      const c = p.changes.find((x) => 'name' in x && x.name === name);
       if (!c) out.write(p.pending.includes(name) ? `${name}: decided after its image is pulled\n` : `${name}: nothing to change\n`);
       else renderPlan(out, { ...p, changes: [c], pending: [], refresh: [], conflicts: [], orphans: [], unchanged: [] });
       return 0;

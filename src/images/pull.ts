@@ -58,6 +58,8 @@ export interface PullOptions {
   signal?: AbortSignal;
   /** Blob downloads at once for this pull (PullerDeps.concurrency when absent). */
   concurrency?: number;
+  /** Labels of the image record besides the platform's (the record's labels are replaced at every pull). */
+  labels?: Record<string, string>;
 }
 
 export interface PullResult {
@@ -271,7 +273,7 @@ export class ImagePuller {
     });
     if (index) await metadata.content.set(root.digest, { [RefLabel.manifest(0)]: manifestDesc.digest });
 
-    const { record, previous } = await metadata.images.put({ name, target: root, labels: { [PlatformLabel]: formatPlatform(pulledPlatform) } });
+    const { record, previous } = await metadata.images.put({ name, target: root, labels: { ...opts.labels, [PlatformLabel]: formatPlatform(pulledPlatform) } });
     if (!previous) events.publish({ type: 'image.created', name, digest: root.digest });
     else if (previous.target.digest !== root.digest) events.publish({ type: 'image.updated', name, digest: root.digest, previous: previous.target.digest });
     await metadata.leases.delete(leaseId);

@@ -4,7 +4,7 @@ import type { EventPublisher } from '../events.js';
 import type { Logger } from '../log.js';
 import type { DesiredContainer, DesiredState } from '../manifests/index.js';
 import type { Digest } from '../oci/digest.js';
-import { plan, type ActualContainer, type ActualState, type Change, type Plan, type PlanOptions } from './plan.js';
+import { plan, type ActualContainer, type ActualState, type Change, type ImageChange, type Plan, type PlanOptions } from './plan.js';
 
 /**
  * Observing the host and applying plans. Observation only reads (records,
@@ -21,8 +21,12 @@ import { plan, type ActualContainer, type ActualState, type Change, type Plan, t
 export interface ImageStore {
   /** The digest of the stored manifest `ref` names for this host, or undefined. */
   stored(ref: string): Promise<Digest | undefined>;
-  /** Pulls and unpacks `ref`. */
+  /** Pulls and unpacks `ref`, recording the name as the reconciler's (managed). */
   pull(ref: string, opts?: { platform?: string }): Promise<void>;
+  /** Canonical names of the stored images the reconciler pulled, unless pulled or imported by hand since. */
+  managed(): Promise<string[]>;
+  /** Removes the name if it is still the reconciler's; a name pulled by hand meanwhile, or gone, is left. */
+  untag(name: string): Promise<void>;
 }
 
 export interface ReconcileDeps {
@@ -58,13 +62,14 @@ export async function observe(deps: ReconcileDeps, desired: DesiredState): Promi
   const containers = views.map(toActual);
   const refs = new Set([...desired.containers.map((c) => c.image), ...desired.images.map((i) => i.ref)]);
   const images = new Map<string, Digest>();
-  await Promise.all(
-    [...refs].map(async (ref) => {
+  const [managed] = await Promise.all([
+    deps.images.managed(),
+    ...[...refs].map(async (ref) => {
       const digest = await deps.images.stored(ref);
       if (digest) images.set(deps.canonical(ref), digest);
     }),
-  );
-  return { containers, images };
+  ]);
+  return { containers, images, managedImages: new Set(managed) };
 }
 
 function toActual(v: ContainerView): ActualContainer {
@@ -109,6 +114,10 @@ export async function apply(deps: ReconcileDeps, desired: DesiredState, opts: Pr
       if (!failedImages.has(change.image)) steps.push(skip(change, 'FAILED_PRECONDITION', `image ${change.image} is still not stored`));
       continue;
     }
+    if (change.action === 'untag') {
+      steps.push(await step(change, () => deps.images.untag(change.image)));
+      continue;
+    }
     const c = byName.get(change.name);
     const blockedBy = c?.dependsOn.find((d) => failed.has(d));
     if (blockedBy && change.action !== 'stop' && change.action !== 'delete') {
@@ -148,7 +157,7 @@ function skip(change: Change, code: ErrorCode, message: string): StepResult {
   return { change, ok: false, skipped: true, error: { code, message }, durationMs: 0 };
 }
 
-async function run(deps: ReconcileDeps, change: Exclude<Change, { action: 'pull' }>): Promise<void> {
+async function run(deps: ReconcileDeps, change: Exclude<Change, ImageChange>): Promise<void> {
   const svc = deps.containers;
   switch (change.action) {
     case 'create':

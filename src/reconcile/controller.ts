@@ -3,6 +3,7 @@ import type { EventPublisher } from '../events.js';
 import type { Logger } from '../log.js';
 import type { DesiredState } from '../manifests/index.js';
 import { apply, type ApplyReport, type ReconcileDeps } from './apply.js';
+import { isImageChange } from './plan.js';
 
 /**
  * The daemon's control loop: a de-duplicating queue of reconcile requests
@@ -105,7 +106,7 @@ export class Controller {
     const failing = new Set<string>();
     for (const s of report.steps) {
       if (s.ok || !s.error) continue;
-      const key = s.change.action === 'pull' ? `image:${s.change.image}` : `container:${s.change.name}`;
+      const key = isImageChange(s.change) ? `image:${s.change.image}` : `container:${s.change.name}`;
       if (!retryable(s.error.code)) {
         this.deps.logger.warn('not retrying until the manifests change', { key, code: s.error.code, error: s.error.message });
         continue;

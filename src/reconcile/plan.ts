@@ -27,6 +27,12 @@ import type { Digest } from '../oci/digest.js';
  * - Managed containers no manifest declares are deleted with prune, and
  *   otherwise reported as orphans — except those of manifests that failed
  *   to load (`keep`, `badFiles`): a typo must never delete a service.
+ * - With prune, an image name the reconciler pulled (`managedImages`) that
+ *   no manifest declares and no container left after the plan names is
+ *   untagged, last, so gc can free what only it kept: a host whose
+ *   manifests move from tag to tag does not fill its disk. Names pulled or
+ *   imported by hand are never untagged, and none at all while a manifest
+ *   failed to load (it may declare any of them).
  */
 
 export interface ActualContainer {
@@ -44,6 +50,8 @@ export interface ActualState {
   containers: ActualContainer[];
   /** Canonical image name → the digest of its manifest for this host, for images that are stored. */
   images: ReadonlyMap<string, Digest>;
+  /** Canonical names of stored images the reconciler pulled (and nobody pulled or imported again since). */
+  managedImages?: ReadonlySet<string>;
 }
 
 export type Change =
@@ -53,7 +61,15 @@ export type Change =
   | { action: 'update'; name: string; container: DesiredContainer; reason: string; diff: SpecChange[]; specHash: string }
   | { action: 'start'; name: string; reason: string }
   | { action: 'stop'; name: string; reason: string }
-  | { action: 'delete'; name: string; reason: string };
+  | { action: 'delete'; name: string; reason: string }
+  | { action: 'untag'; image: string; reason: string };
+
+/** The changes that act on an image name rather than a container. */
+export type ImageChange = Extract<Change, { action: 'pull' | 'untag' }>;
+
+export function isImageChange(c: Change): c is ImageChange {
+  return c.action === 'pull' || c.action === 'untag';
+}
 
 export interface PlanNote {
   name: string;
@@ -61,7 +77,7 @@ export interface PlanNote {
 }
 
 export interface Plan {
-  /** In the order apply runs them: pulls, then stops and deletes (dependents first), then creates, replaces and starts (dependencies first). */
+  /** In the order apply runs them: pulls, then stops and deletes (dependents first), then creates, replaces and starts (dependencies first), then untags. */
   changes: Change[];
   /** Images refreshed by pullPolicy Always: pulled at apply, a change only if the digest moved. */
   refresh: string[];
@@ -153,9 +169,21 @@ export function plan(desired: DesiredState, actual: ActualState, opts: PlanOptio
 
   for (const [image, reason] of [...pulls].sort(([a], [b]) => (a < b ? -1 : 1))) out.changes.push({ action: 'pull', image, reason });
   // Stops run dependents first: the reverse of the creation order they were found in.
-  out.changes.push(...stops.reverse(), ...deletes, ...up);
+  out.changes.push(...stops.reverse(), ...deletes, ...up, ...untags(desired, actual, opts, deletes, up));
   out.refresh = [...refresh].filter((i) => !pulls.has(i)).sort();
   return out;
+}
+
+/** Managed image names nothing refers to once the plan's deletes and replaces are done (see the rules above). */
+function untags(desired: DesiredState, actual: ActualState, opts: PlanOptions, deletes: Change[], up: Change[]): Change[] {
+  if (!opts.prune || !actual.managedImages?.size || opts.keep?.size || opts.badFiles?.size) return [];
+  const gone = new Set([...deletes, ...up.filter((c) => c.action === 'replace')].map((c) => (c as { name: string }).name));
+  const named = new Set([...desired.images.map((i) => opts.canonical(i.ref)), ...desired.containers.map((c) => opts.canonical(c.image))]);
+  for (const c of actual.containers) if (!gone.has(c.name)) named.add(opts.canonical(c.image));
+  return [...actual.managedImages]
+    .filter((image) => !named.has(image))
+    .sort()
+    .map((image) => ({ action: 'untag', image, reason: 'no manifest declares it and no container uses it (prune)' }));
 }
 
 /** Whether applying the plan would change anything (what `berth plan`'s exit code 2 means). */

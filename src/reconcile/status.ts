@@ -1,6 +1,7 @@
 import { decideRestart, type ContainerView } from '../containers/index.js';
 import type { DesiredState } from '../manifests/index.js';
 import type { ApplyReport } from './apply.js';
+import { isImageChange } from './plan.js';
 
 /**
  * What `berth status` shows, pure: per object its state, image digest,
@@ -33,7 +34,7 @@ export interface ObjectStatus {
 
 export function statusOf(views: readonly ContainerView[], desired?: DesiredState, report?: ApplyReport, storedImages?: ReadonlyMap<string, string>, canonical?: (ref: string) => string): ObjectStatus[] {
   const failures = new Map<string, string>();
-  for (const s of report?.steps ?? []) if (!s.ok && s.error) failures.set(s.change.action === 'pull' ? `image:${s.change.image}` : s.change.name, s.error.message);
+  for (const s of report?.steps ?? []) if (!s.ok && s.error) failures.set(isImageChange(s.change) ? `image:${s.change.image}` : s.change.name, s.error.message);
   for (const c of report?.plan.conflicts ?? []) failures.set(c.name, c.message);
   const byName = new Map(views.map((v) => [v.name, v]));
   const out: ObjectStatus[] = [];

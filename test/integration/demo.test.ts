@@ -33,7 +33,7 @@ test('the demo runs end to end and shows each step working', { timeout: 180_000 
   assert.match(out, /broken\.yaml:6:22: policy must be one of never, on-failure, always, not "sometimes"/);
   assert.match(out, /^\$ curl http:\/\/127\.0\.0\.1:18080\/\nhello from berth \(edge device 42\)$/m, 'web serves its page, with its env');
   assert.match(out, /^db: ready$/m, 'berth logs db');
-  assert.match(out, /plan: 0 to pull, 0 to create, 0 to replace, 0 to update, 0 to start, 0 to stop, 0 to delete; 5 unchanged/, 'the second apply is a no-op');
+  assert.match(out, /plan: 0 to pull, 0 to create, 0 to replace, 0 to update, 0 to start, 0 to stop, 0 to delete, 0 to untag; 5 unchanged/, 'the second apply is a no-op');
   assert.match(out, /api was replaced at .*: spec changed: config\.env\.LOG_LEVEL\n\s+config\.env\.LOG_LEVEL: "info" → "debug"/, 'explain names the edit');
   assert.match(out, /ok {3}- delete worker: no manifest declares it \(prune\)/, 'the removed file is pruned');
   assert.match(out, /container\.restart\.scheduled name=flaky .*attempt=\d+/, 'the daemon keeps flaky\'s restart policy, in the events');

@@ -81,7 +81,7 @@ async function writeShop(r: Root): Promise<void> {
   });
 }
 
-const NO_CHANGES = /plan: 0 to pull, 0 to create, 0 to replace, 0 to update, 0 to start, 0 to stop, 0 to delete; (\d+) unchanged/;
+const NO_CHANGES = /plan: 0 to pull, 0 to create, 0 to replace, 0 to update, 0 to start, 0 to stop, 0 to delete, 0 to untag; (\d+) unchanged/;
 
 describe('berth validate, plan, apply', () => {
   test('apply from empty converges, in dependency order; a second apply changes nothing; --dry-run and -o json', async () => {
@@ -101,7 +101,7 @@ describe('berth validate, plan, apply', () => {
       const report = JSON.parse(applied.stdout) as ApplyReport;
       assert.equal(report.converged, true);
       assert.deepEqual(
-        report.steps.map((s) => [s.change.action, s.change.action === 'pull' ? s.change.image : s.change.name, s.ok]),
+        report.steps.map((s) => [s.change.action, 'image' in s.change ? s.change.image : s.change.name, s.ok]),
         [
           ['pull', 'registry.demo/berth/busybox:1.0', true],
           ['create', 'db', true],
@@ -188,6 +188,29 @@ describe('berth validate, plan, apply', () => {
       const left = await leftovers(r.root);
       assert.deepEqual([left.bundles, left.snapshots, left.containers], [[web.id], [`container-${web.id}`], ['web']]);
       assert.deepEqual(left.locks, ['container-web.lock'], 'the lock files of the deleted containers went with them');
+    });
+  });
+
+  test('a tag moved, with --prune: the replace, then the old name is untagged and gc frees what only it held; a name pulled by hand stays', async () => {
+    await withRoot(async (r) => {
+      await writeManifests(r.dir, { 'web.yaml': containerYaml('web', { image: img.v1 }) });
+      await expectExit(r.root, ['apply', '-f', r.dir], 0);
+      await expectExit(r.root, ['image', 'pull', img.big], 0);
+      const images = (): Promise<Array<{ name: string; digest: string }>> => berthOk(r.root, ['-o', 'json', 'image', 'ls']).then((t) => JSON.parse(t));
+      const v1 = (await images()).find((i) => i.name === img.v1)!;
+
+      await writeManifests(r.dir, { 'web.yaml': containerYaml('web', { image: img.v2 }) });
+      // web runs 1.0 until 2.0 is stored, so the plan cannot untag 1.0 yet; the apply plans again after its pull.
+      const planned = await expectExit(r.root, ['plan', '--prune', '-f', r.dir], 2);
+      assert.doesNotMatch(planned.stdout, /- untag/);
+      const applied = await expectExit(r.root, ['apply', '--prune', '-f', r.dir], 0);
+      assert.match(applied.stdout, /ok {3}~ replace web[^]*ok {3}- untag registry\.demo\/berth\/busybox:1\.0 \(no manifest declares it and no container uses it \(prune\)\)/);
+      assert.deepEqual((await images()).map((i) => i.name).sort(), [img.v2, img.big].sort());
+      assert.match((await expectExit(r.root, ['plan', '--prune', '-f', r.dir], 0)).stdout, NO_CHANGES, 'converged: nothing left to untag');
+
+      const gc = JSON.parse(await berthOk(r.root, ['-o', 'json', 'gc'])) as { blobs: Array<{ digest: string }> };
+      assert.ok(gc.blobs.some((b) => b.digest === v1.digest), `gc freed the old image's manifest: ${JSON.stringify(gc.blobs)}`);
+      assert.equal(byName(await ps(r.root)).get('web')?.state, 'running');
     });
   });
 

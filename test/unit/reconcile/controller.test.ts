@@ -102,6 +102,10 @@ function fake(): Fake {
         if (code) throw new BerthError(code, `pull ${ref}: ${code}`);
         stored.set(ref, D1);
       },
+      async managed() {
+        return [];
+      },
+      async untag() {},
     },
     events: bus,
     logger: createLogger((r) => f.logs.push(r), 'debug'),
@@ -133,7 +137,7 @@ describe('apply over fakes', () => {
     assert.deepEqual(f.calls, ['create db', 'start db', 'create api', 'start api']);
     assert.deepEqual(report.planned.pending, ['db', 'api']);
     assert.deepEqual(report.plan.pending, []);
-    assert.deepEqual(report.steps.map((s) => (s.change.action === 'pull' ? 'pull' : `${s.change.action} ${s.change.name}`)), ['pull', 'create db', 'create api']);
+    assert.deepEqual(report.steps.map((s) => ('name' in s.change ? `${s.change.action} ${s.change.name}` : s.change.action)), ['pull', 'create db', 'create api']);
   });
 
   test('a failed pull skips only the containers needing that image, naming it', async () => {
@@ -157,7 +161,7 @@ describe('apply over fakes', () => {
     const report = await apply(f.deps, { containers: [desired({ name: 'api', dependsOn: ['db'] }), desired({ name: 'db' }), desired({ name: 'solo' })], images: [] }, NO_PRUNE);
     assert.equal(report.converged, false);
     assert.deepEqual(f.calls, ['create db', 'start db', 'create solo', 'start solo']);
-    const api = report.steps.find((s) => s.change.action !== 'pull' && s.change.name === 'api')!;
+    const api = report.steps.find((s) => 'name' in s.change && s.change.name === 'api')!;
     assert.equal(api.skipped, true);
     assert.match(api.error!.message, /dependency db failed/);
   });

@@ -34,7 +34,7 @@ function actual(containers: ActualContainer[], images: Record<string, Digest> = 
 
 /** "action name" (or "pull image") for each change, in order. */
 function steps(changes: Change[]): string[] {
-  return changes.map((c) => (c.action === 'pull' ? `pull ${c.image}` : `${c.action} ${c.name}`));
+  return changes.map((c) => (c.action === 'pull' || c.action === 'untag' ? `${c.action} ${c.image}` : `${c.action} ${c.name}`));
 }
 
 describe('plan', () => {
@@ -185,6 +185,55 @@ describe('plan', () => {
     const c = made(desired({ name: 'c', source: { file: '/m/gone.yaml', line: 1, col: 1 } }));
     const p = plan(state([]), actual([a, b, c]), opts({ prune: true, keep: new Set(['a']), badFiles: new Set(['/m/broken.yaml']) }));
     assert.deepEqual(steps(p.changes), ['delete c']);
+  });
+
+  describe('image names the reconciler pulled (managedImages)', () => {
+    const OLD = 'registry.example:5000/team/web:1.3';
+    const BASE = 'registry.example:5000/team/base:2';
+    const managed = (containers: ActualContainer[], names: string[], images: Record<string, Digest> = { [IMAGE]: D1 }): ActualState => ({
+      ...actual(containers, images),
+      managedImages: new Set(names),
+    });
+
+    test('with prune, one no manifest declares and no container names is untagged, last; without prune it stays', () => {
+      const c = desired();
+      const p = plan(state([c]), managed([made(c)], [IMAGE, OLD]), opts({ prune: true }));
+      assert.deepEqual(steps(p.changes), [`untag ${OLD}`]);
+      assert.equal(hasChanges(p), true);
+      assert.deepEqual(plan(state([c]), managed([made(c)], [IMAGE, OLD]), opts()).changes, []);
+    });
+
+    test('a tag moved in the manifest: the replace comes first, then the old name goes', () => {
+      const was = desired({ image: OLD });
+      const now = desired({ image: IMAGE });
+      const p = plan(state([now]), managed([made(was)], [IMAGE, OLD], { [IMAGE]: D2 }), opts({ prune: true }));
+      assert.deepEqual(steps(p.changes), ['replace web', `untag ${OLD}`]);
+    });
+
+    test('kept while anything names it: an Image object, a container that stays (pending, by hand, in conflict)', () => {
+      const base: DesiredImage = { kind: 'Image', name: 'base', labels: {}, ref: BASE, source: { file: 'base.yaml', line: 1, col: 1 } };
+      assert.deepEqual(plan(state([], [base]), managed([], [BASE], { [BASE]: D1 }), opts({ prune: true })).changes, []);
+      // Its container waits for a new image that is not stored yet: it keeps running the old one, and that name stays.
+      const pending = plan(state([desired({ image: IMAGE })]), managed([made(desired({ image: OLD }))], [OLD], {}), opts({ prune: true }));
+      assert.deepEqual(steps(pending.changes), [`pull ${IMAGE}`]);
+      const byHand: ActualContainer = { name: 'mine', image: OLD, imageDigest: D1, state: 'exited', desired: 'running' };
+      assert.deepEqual(plan(state([]), managed([byHand], [OLD]), opts({ prune: true })).changes, []);
+    });
+
+    test('its last container pruned in the same plan: the delete, then the untag', () => {
+      const old = made(desired({ name: 'old', image: OLD }));
+      assert.deepEqual(steps(plan(state([]), managed([old], [OLD]), opts({ prune: true })).changes), ['delete old', `untag ${OLD}`]);
+    });
+
+    test('none while a manifest failed to load: it may declare any of them', () => {
+      for (const o of [{ keep: new Set(['x']) }, { badFiles: new Set(['/m/broken.yaml']) }]) {
+        assert.deepEqual(plan(state([]), managed([], [OLD]), opts({ prune: true, ...o })).changes, []);
+      }
+    });
+
+    test('names nobody marked as the reconciler\'s (pulled or imported by hand) are never untagged', () => {
+      assert.deepEqual(plan(state([]), actual([], { [OLD]: D1 }), opts({ prune: true })).changes, []);
+    });
   });
 
   test('order: pulls, then stops (dependents first), deletes (dependents first), then creates and replaces in dependency order', () => {
