@@ -10,7 +10,8 @@ import type { SnapshotInfo, Snapshotter } from '../snapshots/snapshotter.js';
  * gc/ — mark and sweep, after containerd's garbage collector. What is kept
  * (marked):
  *  - content reachable from an image name, from a container's image, or
- *    named by a live lease (a pull or import in progress), following the
+ *    named by a live lease (a pull or import in progress, or one that
+ *    failed and keeps what it fetched for the next), following the
  *    gc.ref labels (index → manifests → config and layers);
  *  - committed snapshots named by a marked config's snapshot label or by a
  *    container's chain ID, the parents of every snapshot that is not
@@ -29,7 +30,10 @@ import type { SnapshotInfo, Snapshotter } from '../snapshots/snapshotter.js';
  * looks for it, and a doomed blob is moved aside before a last look at the
  * leases, so a pull that starts meanwhile either finds it gone or gets it
  * back. Snapshots are not leased: no committed snapshot goes while any pull
- * or import runs.
+ * or import runs, that is while a live lease is not settled. A failed pull
+ * settles its lease, so a daemon retrying an image that keeps failing does
+ * not hold snapshot collection back; a pull killed outright (SIGKILL, power
+ * cut) cannot, and holds it back until its lease expires.
  */
 
 /** Partial downloads older than this are stale: the lease of the pull that wrote them (24 h) would have expired. */
@@ -131,9 +135,11 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
     for (let p = s.parent; p; p = byKey.get(p)?.parent) n++;
     return n;
   };
-  let held = leases.length > 0;
+  // A settled lease (a pull that failed) still protects its content, but no unpack of its is running.
+  const inProgress = (l: Lease): boolean => live(l) && !l.settledAt;
+  let held = leases.some(inProgress);
   for (const s of doomed.sort((a, b) => depth(b) - depth(a))) {
-    if (held || (!dryRun && (held = (await metadata.leases.list()).some(live)))) {
+    if (held || (!dryRun && (held = (await metadata.leases.list()).some(inProgress)))) {
       report.skipped.push({ what: `snapshot ${s.key}`, reason: 'a pull or import is in progress; a later collection removes it' });
       continue;
     }

@@ -169,14 +169,32 @@ export class ImageImporter {
   }
 
   async import(path: string, opts: ImportOptions = {}): Promise<ImportResult> {
-    const { metadata, events } = this.deps;
+    const { metadata } = this.deps;
     const started = this.now();
     const wantedName = opts.name === undefined ? undefined : canonicalName(opts.name);
     const platform = normalizePlatform(opts.platform ?? this.deps.hostPlatform);
     const st = await statInput(path);
     const log = this.deps.logger.child({ import: path });
     const lease = await metadata.leases.create({ ttlMs: this.deps.leaseTtlMs ?? 24 * 3600_000, labels: { 'berth.io/import': path } });
-    const sink = new BlobSink(this.deps.content, metadata, lease.id);
+    try {
+      return await this.importLeased(path, st, lease.id, { wantedName, platform, explicitPlatform: opts.platform !== undefined, started, log });
+    } catch (err) {
+      // What was stored stays protected until the lease expires; settled, it no longer marks an import in progress
+      // (which holds back snapshot collection).
+      await metadata.leases.settle(lease.id).catch(() => {});
+      throw err;
+    }
+  }
+
+  private async importLeased(
+    path: string,
+    st: Stats,
+    leaseId: string,
+    o: { wantedName: string | undefined; platform: Platform; explicitPlatform: boolean; started: number; log: Logger },
+  ): Promise<ImportResult> {
+    const { metadata, events } = this.deps;
+    const { wantedName, platform, log } = o;
+    const sink = new BlobSink(this.deps.content, metadata, leaseId);
 
     const source = st.isDirectory() ? new DirectorySource(path, sink) : await ArchiveSource.scan(path, sink, st.isFile());
     const layout = await source.has('oci-layout');
@@ -184,7 +202,7 @@ export class ImageImporter {
     const docker = await source.has('manifest.json');
     let format: ImportFormat;
     let images: Array<{ names: string[]; resolved: Resolved }>;
-    const ctx: PlanContext = { source, sink, path, wantedName, platform, explicitPlatform: opts.platform !== undefined, log };
+    const ctx: PlanContext = { source, sink, path, wantedName, platform, explicitPlatform: o.explicitPlatform, log };
     if (index && (layout || !docker)) {
       format = source instanceof DirectorySource ? 'oci-layout' : 'oci-archive';
       images = await this.planLayout(ctx);
@@ -223,8 +241,8 @@ export class ImageImporter {
         imported.push({ record, manifest: r.manifest, config: r.config, platform: r.platform });
       }
     }
-    await metadata.leases.delete(lease.id);
-    const durationMs = this.now() - started;
+    await metadata.leases.delete(leaseId);
+    const durationMs = this.now() - o.started;
     log.info('imported', { format, names: imported.map((i) => i.record.name), storedBytes: sink.storedBytes, durationMs });
     return { format, images: imported, storedBytes: sink.storedBytes, durationMs };
   }

@@ -46,8 +46,10 @@ import type { LayerSource, Unpacker, UnpackPlan } from './unpack.js';
  * - Concurrent pulls in this process share the work per blob digest; across
  *   processes the content store's per-ref ingest lock serialises writers and
  *   the second one finds the blob committed.
- * - A lease protects the pull's content until the name is recorded; a failed
- *   pull keeps its lease until it expires, so GC spares what was fetched.
+ * - A lease protects the pull's content until the name is recorded. A pull
+ *   that failed after downloading keeps its lease, settled, until it expires
+ *   or the next pull of the name here takes over, so gc spares what was
+ *   fetched; one that failed before drops it.
  */
 
 export interface PullOptions {
@@ -108,6 +110,8 @@ const TRANSFER_BUFFER_BYTES = 4 << 20;
 export class ImagePuller {
   private readonly blobs = new SingleFlight<number>();
   private readonly pulls = new SingleFlight<PullResult>();
+  /** Image name → the settled lease its last failed pull left (replaced by the next pull of the name). */
+  private readonly failedLeases = new Map<string, string>();
   private readonly now: () => number;
   /**
    * Transfer buffers not in use, kept for the next blob while any transfer
@@ -138,13 +142,28 @@ export class ImagePuller {
     if (leased.status === 'rejected') throw leased.reason;
     const lease = leased.value;
     const progress = { downloading: false };
+    // Once this pull has downloaded, it names what the last failed pull of the name fetched (as it goes), and
+    // that pull's lease is dropped; until then, that lease is what keeps it.
+    const dropEarlier = async (): Promise<void> => {
+      const earlier = this.failedLeases.get(name);
+      this.failedLeases.delete(name);
+      if (earlier) await metadata.leases.delete(earlier).catch(() => {});
+    };
     try {
       if (resolved.status === 'rejected') throw resolved.reason;
-      return await this.pullResolved(ref, name, platform, opts, lease.id, resolved.value, started, progress);
+      const result = await this.pullResolved(ref, name, platform, opts, lease.id, resolved.value, started, progress);
+      await dropEarlier();
+      return result;
     } catch (err) {
-      // A pull that failed before any blob download began leaves nothing worth protecting for the lease's TTL, and a
-      // live lease holds back snapshot collection (gc/): a daemon retrying a mistyped image would keep one per attempt.
+      // A failure before any blob download began leaves nothing worth protecting. After one, the lease keeps what was
+      // fetched for the next attempt until it expires, settled: no longer a pull in progress, which holds back
+      // snapshot collection (gc/). A daemon retrying an image keeps one such lease per name, not one per attempt.
       if (!progress.downloading) await metadata.leases.delete(lease.id).catch(() => {});
+      else {
+        await dropEarlier();
+        await metadata.leases.settle(lease.id).catch(() => {});
+        this.failedLeases.set(name, lease.id);
+      }
       throw err;
     }
   }

@@ -271,6 +271,17 @@ class LmdbLeaseStore implements LeaseStore {
     return this.env.read('list leases', () => [...this.env.db.leases.getRange()].map((e) => e.value as Lease));
   }
 
+  async settle(id: string): Promise<void> {
+    checkKey(id, 'lease id');
+    const leases = this.env.db.leases;
+    await this.env.write(`settle lease ${id}`, () => {
+      const lease = leases.get(id) as Lease | undefined;
+      if (!lease) throw new BerthError('NOT_FOUND', `lease ${JSON.stringify(id)} not found`, { details: { lease: id } });
+      if (lease.settledAt) return;
+      leases.putSync(id, { ...lease, settledAt: this.env.now().toISOString() });
+    });
+  }
+
   async delete(id: string): Promise<void> {
     checkKey(id, 'lease id');
     const leases = this.env.db.leases;

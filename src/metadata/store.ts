@@ -26,6 +26,12 @@ export interface Lease {
   createdAt: string;
   /** After this time the lease no longer protects anything (a crashed pull). */
   expiresAt?: string;
+  /**
+   * Set when the operation that took the lease has ended without dropping it
+   * (a failed pull keeps what it fetched for the next one): its resources are
+   * still protected until it expires, but it no longer marks work in progress.
+   */
+  settledAt?: string;
   labels: Record<string, string>;
   resources: LeaseResource[];
 }
@@ -67,6 +73,8 @@ export interface LeaseStore {
   addResource(leaseId: string, res: LeaseResource): Promise<void>;
   get(id: string): Promise<Lease | undefined>;
   list(): Promise<Lease[]>;
+  /** Marks the lease's operation as ended (settledAt); idempotent, NOT_FOUND for an unknown lease. */
+  settle(id: string): Promise<void>;
   delete(id: string): Promise<void>;
 }
 

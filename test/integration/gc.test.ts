@@ -126,6 +126,37 @@ describe('berth gc', () => {
     });
   });
 
+  test('a pull in progress (a live lease) holds snapshot collection back; a failed one (its lease settled) only keeps its content', async () => {
+    await withTempDir('berth-gc', async (root) => {
+      await berthOk(root, ['image', 'pull', refB]);
+      await berthOk(root, ['image', 'rm', refB]);
+      const t = await openTestSystem(root);
+      try {
+        const { sys } = t;
+        const { snapshotter, name } = await sys.snapshotter();
+        const deps = { content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, logger: sys.logger };
+        // What a pull stored before it failed (a config would keep its snapshots through its label).
+        const data = Buffer.from('a manifest the failed pull stored\n');
+        const fetched = `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
+        await sys.content.put({ digest: fetched, size: data.length }, data);
+        const lease = await sys.metadata.leases.create({ ttlMs: 3600_000 });
+        await sys.metadata.leases.addResource(lease.id, { type: 'content', id: fetched });
+        const busy = await collectGarbage(deps, { dryRun: true });
+        assert.deepEqual(busy.snapshots, []);
+        assert.deepEqual(busy.skipped.map((k) => k.what).sort(), chainIds(imgB.diffIds).map((c) => `snapshot ${c}`).sort());
+
+        await sys.metadata.leases.settle(lease.id);
+        const settled = await collectGarbage(deps);
+        assert.deepEqual(settled.snapshots.sort(), [...chainIds(imgB.diffIds)].sort());
+        assert.deepEqual(settled.blobs.map((b) => b.digest).sort(), blobsOf(imgB).sort());
+        assert.ok(await sys.content.info(fetched), 'the settled lease still keeps its blob');
+        assert.deepEqual(settled.leases, [], 'and is not expired');
+      } finally {
+        await t.sys.close();
+      }
+    });
+  });
+
   test('a live lease keeps its content, an expired one does not; partial downloads go once a day old', async () => {
     await withTempDir('berth-gc', async (root) => {
       const t = await openTestSystem(root);

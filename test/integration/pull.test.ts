@@ -311,6 +311,28 @@ describe('image pull under faults (registry front)', () => {
       }
     }));
 
+  test('a pull that fails after downloading keeps one settled lease per name; the next success drops it', () =>
+    withRoot(async (root) => {
+      const { sys } = await openTestSystem(root);
+      try {
+        const ref = `${proxy.host}/fault/big:v1`;
+        proxy.clearFaults();
+        proxy.addFault({ kind: 'corrupt', path: new RegExp(`/blobs/${bigLayer()}$`), times: 2 });
+        for (let attempt = 1; attempt <= 2; attempt++) {
+          await assert.rejects((await sys.puller()).pull(ref), (err: unknown) => isBerthError(err, 'DIGEST_MISMATCH'));
+          const leases = await sys.metadata.leases.list();
+          assert.equal(leases.length, 1, `after attempt ${attempt}: ${JSON.stringify(leases)}`);
+          assert.ok(leases[0]!.settledAt, 'settled: no longer a pull in progress');
+          assert.ok(leases[0]!.resources.some((r) => r.id === big.config.digest), 'it still names what was fetched');
+        }
+        proxy.clearFaults();
+        await (await sys.puller()).pull(ref);
+        assert.deepEqual(await sys.metadata.leases.list(), []);
+      } finally {
+        await sys.close();
+      }
+    }));
+
   test('connection cut mid-blob: resumed with a Range request, blob verified', () =>
     withRoot(async (root) => {
       proxy.clearFaults();

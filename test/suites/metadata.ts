@@ -209,6 +209,19 @@ export function metadataStoreConformance(name: string, makeStore: () => Promise<
         await rejectsWith(store.leases.addResource(id, { type: 'content', id: 'sha256:bad' as Digest }), 'INVALID_ARGUMENT');
       });
 
+      it('settles: settledAt set once, resources and expiry kept; NOT_FOUND for an unknown lease', async () => {
+        const lease = await store.leases.create({ id: 'failed-pull', ttlMs: 60_000 });
+        await store.leases.addResource(lease.id, { type: 'content', id: digest('a') });
+        assert.equal((await store.leases.get(lease.id))?.settledAt, undefined);
+        await store.leases.settle(lease.id);
+        const settled = (await store.leases.get(lease.id))!;
+        assert.ok(settled.settledAt && Date.parse(settled.settledAt) >= Date.parse(lease.createdAt), `settledAt ${settled.settledAt}`);
+        assert.deepEqual({ ...settled, settledAt: undefined }, { ...lease, settledAt: undefined, resources: [{ type: 'content', id: digest('a') }] });
+        await store.leases.settle(lease.id);
+        assert.equal((await store.leases.get(lease.id))?.settledAt, settled.settledAt, 'settling again keeps the first time');
+        await rejectsWith(store.leases.settle('no-such-lease'), 'NOT_FOUND');
+      });
+
       it('lists and deletes; delete is idempotent', async () => {
         const a = await store.leases.create({ id: 'a' });
         const b = await store.leases.create({ id: 'b' });
