@@ -10,7 +10,7 @@ import { BerthError } from './errors.js';
 import type { ContainerService, ImageSource } from './containers/index.js';
 import { LmdbMetadataStore, recordEvents } from './metadata/index.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
-import type { MetadataStore } from './metadata/store.js';
+import type { LeaseHolder, MetadataStore } from './metadata/store.js';
 import type { Platform } from './oci/platform.js';
 import type { RegistryResolver } from './remotes/index.js';
 import type { Snapshotter } from './snapshots/snapshotter.js';
@@ -38,6 +38,8 @@ export interface SystemOptions {
   hostPlatform: Platform;
   pid: number;
   isAlive: (pid: number) => boolean;
+  /** The kernel's boot id, which lease holders record (default /proc/sys/kernel/random/boot_id). */
+  bootIdPath?: string;
   pullConcurrency?: number;
   /** Directories searched first for runc and conmon (the shell passes PATH). */
   searchPath?: readonly string[];
@@ -69,6 +71,10 @@ export interface System {
   onEventsStored(fn: () => void): () => void;
   /** Resolves when every event published so far is in the event log (they are stored in batches). */
   flushEvents(): Promise<void>;
+  /** This process as the holder of the leases it takes. */
+  readonly leaseHolder: LeaseHolder;
+  /** Whether a lease's holder still runs: same boot and a live pid (a pid reused since counts as running). */
+  holderRunning(h: LeaseHolder): boolean;
   close(): Promise<void>;
 }
 
@@ -103,6 +109,10 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
   const events = opts.events ?? new LocalEventBus();
   const content = new LocalContentStore({ root: join(opts.root, 'content'), logger: logger.child({ module: 'content' }), pid: opts.pid, isAlive: opts.isAlive });
   const metadata = await LmdbMetadataStore.open({ path: join(opts.root, 'meta'), logger: logger.child({ module: 'metadata' }) });
+  // An unreadable boot id ('') compares pids alone.
+  const boot = await readFile(opts.bootIdPath ?? '/proc/sys/kernel/random/boot_id', 'utf8').then((t) => t.trim().slice(0, 64), () => '');
+  const leaseHolder: LeaseHolder = { pid: opts.pid, boot };
+  const holderRunning = (h: LeaseHolder): boolean => (h.boot === boot || !h.boot || !boot) && (h.pid === opts.pid || opts.isAlive(h.pid));
   let resolver: Promise<RegistryResolver> | undefined;
   let puller: Promise<ImagePuller> | undefined;
   const getResolver = (): Promise<RegistryResolver> =>
@@ -145,6 +155,7 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
           logger: logger.child({ module: 'images' }),
           hostPlatform: opts.hostPlatform,
           unpacker: getUnpacker,
+          leaseHolder,
           ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
         }),
     ));
@@ -199,6 +210,8 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
     containers: getContainers,
     onEventsStored: (fn) => recorder.onStored(fn),
     flushEvents: () => recorder.flush(),
+    leaseHolder,
+    holderRunning,
     async close() {
       await recorder.stop();
       if (resolver) await (await resolver).close();

@@ -35,7 +35,7 @@ const verify: Command = {
 /** A collection over the System's stores (berth gc, the daemon's scheduler), publishing gc.done on its bus. */
 export async function garbageCollector(sys: System, logger: Logger): Promise<(opts?: { dryRun?: boolean }) => Promise<GcReport>> {
   const [{ collectGarbage }, { name, snapshotter }] = await Promise.all([import('../gc/index.js'), sys.snapshotter()]);
-  const deps = { content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, events: sys.events, logger };
+  const deps = { content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, events: sys.events, logger, holderRunning: sys.holderRunning };
   return (opts) => collectGarbage(deps, opts);
 }
 

@@ -13,7 +13,7 @@ import { formatBytes } from './format.js';
 // Loaded on use: tar-stream and the archive code are not needed by other commands.
 async function importer(sys: System, ctx: CommandContext): Promise<ImageImporter> {
   const { ImageImporter } = await import('../images/import.js');
-  return new ImageImporter({ content: sys.content, metadata: sys.metadata, events: sys.events, logger: sys.logger.child({ module: 'images' }), hostPlatform: ctx.proc.hostPlatform });
+  return new ImageImporter({ content: sys.content, metadata: sys.metadata, events: sys.events, logger: sys.logger.child({ module: 'images' }), hostPlatform: ctx.proc.hostPlatform, leaseHolder: sys.leaseHolder });
 }
 
 async function exporter(sys: System): Promise<ImageExporter> {

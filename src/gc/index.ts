@@ -2,7 +2,7 @@ import type { ContentStore } from '../content/store.js';
 import { isBerthError } from '../errors.js';
 import type { BerthEvent, EventPublisher } from '../events.js';
 import type { Logger } from '../log.js';
-import { RefLabel, type Lease, type MetadataStore } from '../metadata/store.js';
+import { RefLabel, type Lease, type LeaseHolder, type MetadataStore } from '../metadata/store.js';
 import type { Digest } from '../oci/digest.js';
 import type { SnapshotInfo, Snapshotter } from '../snapshots/snapshotter.js';
 
@@ -30,10 +30,10 @@ import type { SnapshotInfo, Snapshotter } from '../snapshots/snapshotter.js';
  * looks for it, and a doomed blob is moved aside before a last look at the
  * leases, so a pull that starts meanwhile either finds it gone or gets it
  * back. Snapshots are not leased: no committed snapshot goes while any pull
- * or import runs, that is while a live lease is not settled. A failed pull
- * settles its lease, so a daemon retrying an image that keeps failing does
- * not hold snapshot collection back; a pull killed outright (SIGKILL, power
- * cut) cannot, and holds it back until its lease expires.
+ * or import runs, that is while a live lease is neither settled nor held by
+ * a process that is gone. A failed pull settles its lease, so a daemon
+ * retrying an image that keeps failing does not hold snapshot collection
+ * back; a pull killed outright (SIGKILL, power cut) is known by its holder.
  */
 
 /** Partial downloads older than this are stale: the lease of the pull that wrote them (24 h) would have expired. */
@@ -48,6 +48,8 @@ export interface GcDeps {
   logger: Logger;
   /** Gets gc.done after a collection that was not a dry run. */
   events?: EventPublisher;
+  /** Whether a lease's holder still runs; without it, every unsettled live lease counts as work in progress. */
+  holderRunning?: (h: LeaseHolder) => boolean;
   now?: () => Date;
 }
 
@@ -135,8 +137,9 @@ export async function collectGarbage(deps: GcDeps, opts: { dryRun?: boolean } = 
     for (let p = s.parent; p; p = byKey.get(p)?.parent) n++;
     return n;
   };
-  // A settled lease (a pull that failed) still protects its content, but no unpack of its is running.
-  const inProgress = (l: Lease): boolean => live(l) && !l.settledAt;
+  // A settled lease (a pull that failed) still protects its content, but no unpack of its is running; nor is one of
+  // a holder that is gone (killed, a power cut).
+  const inProgress = (l: Lease): boolean => live(l) && !l.settledAt && !(l.holder && deps.holderRunning && !deps.holderRunning(l.holder));
   let held = leases.some(inProgress);
   for (const s of doomed.sort((a, b) => depth(b) - depth(a))) {
     if (held || (!dryRun && (held = (await metadata.leases.list()).some(inProgress)))) {

@@ -10,7 +10,7 @@ import type { ContentStore } from '../content/store.js';
 import { BerthError, isBerthError } from '../errors.js';
 import type { EventPublisher } from '../events.js';
 import type { Logger } from '../log.js';
-import { RefLabel, type ImageRecord, type MetadataStore } from '../metadata/store.js';
+import { RefLabel, type ImageRecord, type LeaseHolder, type MetadataStore } from '../metadata/store.js';
 import {
   digestAlgorithm,
   digestHex,
@@ -115,6 +115,8 @@ export interface ImporterDeps {
   hostPlatform: Platform;
   /** How long a failed import's lease protects its content (default 24 h). */
   leaseTtlMs?: number;
+  /** This process, recorded in the leases it takes (see PullerDeps.leaseHolder). */
+  leaseHolder?: LeaseHolder;
   now?: () => number;
 }
 
@@ -175,7 +177,7 @@ export class ImageImporter {
     const platform = normalizePlatform(opts.platform ?? this.deps.hostPlatform);
     const st = await statInput(path);
     const log = this.deps.logger.child({ import: path });
-    const lease = await metadata.leases.create({ ttlMs: this.deps.leaseTtlMs ?? 24 * 3600_000, labels: { 'berth.io/import': path } });
+    const lease = await metadata.leases.create({ ttlMs: this.deps.leaseTtlMs ?? 24 * 3600_000, labels: { 'berth.io/import': path }, ...(this.deps.leaseHolder ? { holder: this.deps.leaseHolder } : {}) });
     try {
       return await this.importLeased(path, st, lease.id, { wantedName, platform, explicitPlatform: opts.platform !== undefined, started, log });
     } catch (err) {

@@ -4,7 +4,7 @@ import type { ContentStore } from '../content/store.js';
 import { BerthError, isTransient } from '../errors.js';
 import type { EventPublisher } from '../events.js';
 import type { Logger } from '../log.js';
-import { RefLabel, type ImageRecord, type MetadataStore } from '../metadata/store.js';
+import { RefLabel, type ImageRecord, type LeaseHolder, type MetadataStore } from '../metadata/store.js';
 import {
   formatPlatform,
   formatReference,
@@ -93,6 +93,8 @@ export interface PullerDeps {
   blobAttempts?: number;
   /** How long a failed pull's lease protects its content (default 24 h). */
   leaseTtlMs?: number;
+  /** This process, recorded in the leases it takes (gc/ tells a pull in progress from one that was killed). */
+  leaseHolder?: LeaseHolder;
   now?: () => number;
 }
 
@@ -136,7 +138,7 @@ export class ImagePuller {
     const name = formatReference(ref);
     const started = this.now();
     // Independent of each other: the registry's round trip and the lease's metadata commit overlap.
-    const leasing = metadata.leases.create({ ttlMs: this.deps.leaseTtlMs ?? 24 * 3600_000, labels: { 'berth.io/pull': name } });
+    const leasing = metadata.leases.create({ ttlMs: this.deps.leaseTtlMs ?? 24 * 3600_000, labels: { 'berth.io/pull': name }, ...(this.deps.leaseHolder ? { holder: this.deps.leaseHolder } : {}) });
     const resolving = resolver.resolve(ref, opts.signal);
     const [leased, resolved] = await Promise.allSettled([leasing, resolving]);
     if (leased.status === 'rejected') throw leased.reason;

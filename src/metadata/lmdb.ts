@@ -7,7 +7,7 @@ import { nullLogger, type Logger } from '../log.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { BerthEvent } from '../events.js';
-import { RefLabel, type ContainerRecord, type ContainerStore, type EventLog, type StoredEvent, type ContentLabelStore, type ImageRecord, type ImageStore, type Lease, type LeaseResource, type LeaseStore, type MetadataStore } from './store.js';
+import { RefLabel, type ContainerRecord, type ContainerStore, type EventLog, type StoredEvent, type ContentLabelStore, type ImageRecord, type ImageStore, type Lease, type LeaseHolder, type LeaseResource, type LeaseStore, type MetadataStore } from './store.js';
 
 /**
  * MetadataStore on LMDB (npm `lmdb`): one environment under `path`, one named
@@ -230,9 +230,13 @@ function refOrder(suffix: string): [number, number] {
 class LmdbLeaseStore implements LeaseStore {
   constructor(private readonly env: LmdbEnv) {}
 
-  async create(opts: { id?: string; ttlMs?: number; labels?: Record<string, string> } = {}): Promise<Lease> {
+  async create(opts: { id?: string; ttlMs?: number; labels?: Record<string, string>; holder?: LeaseHolder } = {}): Promise<Lease> {
     const id = opts.id ?? randomUUID();
     checkKey(id, 'lease id');
+    const holder = opts.holder;
+    if (holder && !(Number.isSafeInteger(holder.pid) && holder.pid > 0 && typeof holder.boot === 'string' && holder.boot.length <= 64)) {
+      throw new BerthError('INVALID_ARGUMENT', `lease ${JSON.stringify(id)}: holder must be a pid and a boot id, got ${JSON.stringify(holder)}`);
+    }
     const ttl = opts.ttlMs;
     if (ttl !== undefined && !(Number.isFinite(ttl) && ttl > 0)) {
       throw new BerthError('INVALID_ARGUMENT', `lease ${JSON.stringify(id)}: ttlMs must be a positive number of milliseconds, got ${String(ttl)}`);
@@ -242,7 +246,7 @@ class LmdbLeaseStore implements LeaseStore {
     return this.env.write(`create lease ${id}`, () => {
       if (leases.get(id) !== undefined) throw new BerthError('ALREADY_EXISTS', `lease ${JSON.stringify(id)} already exists`, { details: { lease: id } });
       const now = this.env.now();
-      const lease: Lease = { id, createdAt: now.toISOString(), labels, resources: [] };
+      const lease: Lease = { id, createdAt: now.toISOString(), labels, resources: [], ...(holder ? { holder: { pid: holder.pid, boot: holder.boot } } : {}) };
       if (ttl !== undefined) lease.expiresAt = new Date(now.getTime() + ttl).toISOString();
       leases.putSync(id, lease);
       return lease;

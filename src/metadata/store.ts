@@ -21,9 +21,17 @@ export interface ImageRecord {
 
 export type LeaseResource = { type: 'content'; id: Digest } | { type: 'ingest'; id: string } | { type: 'snapshot'; id: string };
 
+/** The process that took a lease: its pid, in the boot its boot_id names (pids start over at every boot). */
+export interface LeaseHolder {
+  pid: number;
+  boot: string;
+}
+
 export interface Lease {
   id: string;
   createdAt: string;
+  /** Who took it, where known: a lease whose holder is gone (killed, a power cut) marks no work in progress. */
+  holder?: LeaseHolder;
   /** After this time the lease no longer protects anything (a crashed pull). */
   expiresAt?: string;
   /**
@@ -69,7 +77,7 @@ export interface ContentLabelStore {
 }
 
 export interface LeaseStore {
-  create(opts?: { id?: string; ttlMs?: number; labels?: Record<string, string> }): Promise<Lease>;
+  create(opts?: { id?: string; ttlMs?: number; labels?: Record<string, string>; holder?: LeaseHolder }): Promise<Lease>;
   addResource(leaseId: string, res: LeaseResource): Promise<void>;
   get(id: string): Promise<Lease | undefined>;
   list(): Promise<Lease[]>;

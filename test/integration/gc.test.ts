@@ -5,13 +5,14 @@
  * layers only with their last user.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { collectGarbage } from '../../src/gc/index.js';
 import { chainIds } from '../../src/oci/chainid.js';
+import type { LeaseHolder } from '../../src/metadata/store.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { busyboxLayerFiles, makeImage, type FixtureImage } from '../fixtures/images.js';
 import { openTestSystem } from '../helpers/berth.js';
@@ -145,7 +146,22 @@ describe('berth gc', () => {
         assert.deepEqual(busy.snapshots, []);
         assert.deepEqual(busy.skipped.map((k) => k.what).sort(), chainIds(imgB.diffIds).map((c) => `snapshot ${c}`).sort());
 
+        // Unsettled, but its holder is gone: killed (a pid that exited), or a boot ago (a power cut). This process holds.
+        const exited = spawnSync('true').pid!;
+        const withHolders = { ...deps, holderRunning: sys.holderRunning };
+        const holds = async (holder: LeaseHolder): Promise<boolean> => {
+          const l = await sys.metadata.leases.create({ ttlMs: 3600_000, holder });
+          try {
+            return (await collectGarbage(withHolders, { dryRun: true })).snapshots.length === 0;
+          } finally {
+            await sys.metadata.leases.delete(l.id);
+          }
+        };
         await sys.metadata.leases.settle(lease.id);
+        assert.equal(await holds({ pid: exited, boot: sys.leaseHolder.boot }), false, 'a killed pull');
+        assert.equal(await holds({ pid: process.pid, boot: 'another boot' }), false, 'a pull before a power cut');
+        assert.equal(await holds(sys.leaseHolder), true, 'a pull of this process');
+
         const settled = await collectGarbage(deps);
         assert.deepEqual(settled.snapshots.sort(), [...chainIds(imgB.diffIds)].sort());
         assert.deepEqual(settled.blobs.map((b) => b.digest).sort(), blobsOf(imgB).sort());

@@ -434,6 +434,15 @@ describe('image pull under faults (registry front)', () => {
       const killed = await done;
       proxy.clearFaults();
       assert.equal(killed.signal, 'SIGKILL');
+      // Its lease stays (it protects what was fetched) but names a holder that is gone: not a pull in progress.
+      const t = await openTestSystem(root);
+      try {
+        const leases = await t.sys.metadata.leases.list();
+        assert.deepEqual(leases.map((l) => [l.holder?.pid, l.settledAt]), [[child.pid, undefined]]);
+        assert.equal(t.sys.holderRunning(leases[0]!.holder!), false);
+      } finally {
+        await t.sys.close();
+      }
       const before = proxy.requests.length;
       const res = await runBerth(root, ['image', 'pull', `${proxy.host}/fault/big:v1`]);
       assert.equal(res.code, 0, res.stderr);

@@ -209,6 +209,15 @@ export function metadataStoreConformance(name: string, makeStore: () => Promise<
         await rejectsWith(store.leases.addResource(id, { type: 'content', id: 'sha256:bad' as Digest }), 'INVALID_ARGUMENT');
       });
 
+      it('records its holder; a malformed holder is INVALID_ARGUMENT', async () => {
+        const lease = await store.leases.create({ id: 'held', holder: { pid: 4242, boot: 'b0' } });
+        assert.deepEqual(lease.holder, { pid: 4242, boot: 'b0' });
+        assert.deepEqual((await store.leases.get('held'))?.holder, { pid: 4242, boot: 'b0' });
+        assert.equal((await store.leases.create({ id: 'anonymous' })).holder, undefined);
+        await rejectsWith(store.leases.create({ id: 'bad', holder: { pid: -1, boot: 'b0' } }), 'INVALID_ARGUMENT');
+        assert.equal(await store.leases.get('bad'), undefined);
+      });
+
       it('settles: settledAt set once, resources and expiry kept; NOT_FOUND for an unknown lease', async () => {
         const lease = await store.leases.create({ id: 'failed-pull', ttlMs: 60_000 });
         await store.leases.addResource(lease.id, { type: 'content', id: digest('a') });
