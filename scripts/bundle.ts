@@ -31,8 +31,34 @@ const moduleUrls: Plugin = {
     b.onLoad({ filter: /\/dist\/src\/.*\.js$/ }, async (args) => {
       const rel = relative(src, args.path);
       // main.js's first line is for running it directly; bin.cts has its own.
-      const text = (await readFile(args.path, 'utf8')).replace(/^#!.*\n/, '');
+      let text = (await readFile(args.path, 'utf8')).replace(/^#!.*\n/, '');
+      if (rel === 'lmdb/index.js') {
+        // Unbundled, lmdb-js is required from node_modules (see there); the bundle takes it in (lmdbAddonDir).
+        const load = "createRequire(import.meta.url)('lmdb')";
+        if (!text.includes(load)) throw new Error(`${args.path}: ${load} is gone; update scripts/bundle.ts`);
+        text = text.replace(load, "require('lmdb')");
+      }
       return { contents: text.replace(/\bimport\.meta\.url\b/g, `__berthModuleUrl(${JSON.stringify(rel)})`), loader: 'js' };
+    });
+  },
+};
+
+/**
+ * lmdb's JavaScript (and msgpackr and its other pure-JS dependencies) goes
+ * into the bundle too: loaded from node_modules they cost ~50 ms of compiling
+ * and module resolution at every start, which the bundle's code cache saves.
+ * Its native addon stays in node_modules: lmdb finds it from the directory
+ * of its own file, which in the bundle is lmdb's package directory as node
+ * resolves it. The build fails if that line is not found (a new lmdb).
+ */
+const lmdbAddonDir: Plugin = {
+  name: 'lmdb-addon-dir',
+  setup(b) {
+    b.onLoad({ filter: /\/node_modules\/lmdb\/dist\/index\.cjs$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      const line = /^let dirName = .*$/m;
+      if (!line.test(text)) throw new Error(`${args.path}: the line that finds lmdb's native addon is gone; update scripts/bundle.ts`);
+      return { contents: text.replace(line, "let dirName = require('node:path').join(require('node:path').dirname(require('node:module').createRequire(__filename).resolve('lmdb')), '..');"), loader: 'js' };
     });
   },
 };
@@ -42,8 +68,9 @@ const common = {
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  external: ['lmdb', 'koffi'],
-  plugins: [moduleUrls],
+  // bun:ffi: in lmdb, behind `process.isBun && false`.
+  external: ['koffi', 'bun:ffi', 'msgpackr-extract', 'cbor-x'],
+  plugins: [moduleUrls, lmdbAddonDir],
   banner: { js: "const __berthModuleUrl = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
   legalComments: 'none',
   logLevel: 'warning',
