@@ -6,8 +6,8 @@
  * dist/src/bin.cjs (src/bin.cts) runs with a V8 code cache. Node 20 resolves,
  * reads, compiles and links each of an ES module graph's ~100 files one by
  * one and caches no code for them; one script with cached code starts in
- * a fraction of that. lmdb and koffi (native addons, loaded by require)
- * stay outside, loaded from node_modules as before. Nothing in the bundle
+ * a fraction of that. koffi and lmdb's native addon stay outside, loaded
+ * from node_modules (lmdb's JavaScript is inside: lmdbAddonDir). Nothing in the bundle
  * may import() a module outside it: code that V8 took from a code cache has
  * lost the host options that dynamic import needs (node 20 then throws "A
  * dynamic import callback was not specified"); the build fails if one does.

@@ -7,7 +7,8 @@ import { BerthError } from '../errors.js';
 
 // lmdb-js by require(), not import: its CommonJS entry is one bundled file, its ESM entry a
 // graph of modules (and msgpackr's) that node resolves and links one by one, ~40 ms more
-// of every command's start. Nothing else in berth loads lmdb-js as a value, so there is one instance.
+// of every command's start (the bundle takes its JavaScript in: scripts/bundle.ts). Nothing else in berth
+// loads lmdb-js as a value, so there is one instance.
 const { open } = createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 /**
