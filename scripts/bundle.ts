@@ -58,8 +58,32 @@ const lmdbAddonDir: Plugin = {
       const text = await readFile(args.path, 'utf8');
       const line = /^let dirName = .*$/m;
       if (!line.test(text)) throw new Error(`${args.path}: the line that finds lmdb's native addon is gone; update scripts/bundle.ts`);
-      return { contents: text.replace(line, "let dirName = require('node:path').join(require('node:path').dirname(require('node:module').createRequire(__filename).resolve('lmdb')), '..');"), loader: 'js' };
+      // Where require('lmdb') from the bundle's directory finds it: the node_modules above it, nearest first (what
+      // node's resolution tries first, without its ~7 ms of exports handling), else by that resolution itself.
+      const dir = `(() => {
+        const { dirname, join } = require('node:path');
+        for (let d = __dirname; d !== dirname(d); d = dirname(d)) {
+          const candidate = join(d, 'node_modules', 'lmdb');
+          if (require('node:fs').existsSync(join(candidate, 'package.json'))) return candidate;
+        }
+        return join(dirname(require('node:module').createRequire(__filename).resolve('lmdb')), '..');
+      })()`;
+      return { contents: text.replace(line, () => `let dirName = ${dir};`), loader: 'js' };
     });
+  },
+};
+
+/**
+ * msgpackr (lmdb's value encoding) loads msgpackr-extract, an optional native
+ * string decoder, at start: 16 ms of every command for records of a few
+ * hundred bytes, where msgpackr's own decoder is as quick. In the bundle it
+ * is a module that exports nothing, which msgpackr takes for "not installed".
+ */
+const noMsgpackrExtract: Plugin = {
+  name: 'no-msgpackr-extract',
+  setup(b) {
+    b.onResolve({ filter: /^msgpackr-extract$/ }, () => ({ path: 'msgpackr-extract', namespace: 'berth-absent' }));
+    b.onLoad({ filter: /.*/, namespace: 'berth-absent' }, () => ({ contents: 'module.exports = undefined;', loader: 'js' }));
   },
 };
 
@@ -69,8 +93,8 @@ const common = {
   platform: 'node',
   target: 'node20',
   // bun:ffi: in lmdb, behind `process.isBun && false`.
-  external: ['koffi', 'bun:ffi', 'msgpackr-extract', 'cbor-x'],
-  plugins: [moduleUrls, lmdbAddonDir],
+  external: ['koffi', 'bun:ffi', 'cbor-x'],
+  plugins: [moduleUrls, lmdbAddonDir, noMsgpackrExtract],
   banner: { js: "const __berthModuleUrl = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
   legalComments: 'none',
   logLevel: 'warning',
