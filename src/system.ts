@@ -38,8 +38,6 @@ export interface SystemOptions {
   hostPlatform: Platform;
   pid: number;
   isAlive: (pid: number) => boolean;
-  /** The kernel's boot id, which lease holders record (default /proc/sys/kernel/random/boot_id). */
-  bootIdPath?: string;
   pullConcurrency?: number;
   /** Directories searched first for runc and conmon (the shell passes PATH). */
   searchPath?: readonly string[];
@@ -109,8 +107,8 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
   const events = opts.events ?? new LocalEventBus();
   const content = new LocalContentStore({ root: join(opts.root, 'content'), logger: logger.child({ module: 'content' }), pid: opts.pid, isAlive: opts.isAlive });
   const metadata = await LmdbMetadataStore.open({ path: join(opts.root, 'meta'), logger: logger.child({ module: 'metadata' }) });
-  // An unreadable boot id ('') compares pids alone.
-  const boot = await readFile(opts.bootIdPath ?? '/proc/sys/kernel/random/boot_id', 'utf8').then((t) => t.trim().slice(0, 64), () => '');
+  // Lease holders record the kernel's boot id; an unreadable one ('') compares pids alone.
+  const boot = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').then((t) => t.trim().slice(0, 64), () => '');
   const leaseHolder: LeaseHolder = { pid: opts.pid, boot };
   const holderRunning = (h: LeaseHolder): boolean => (h.boot === boot || !h.boot || !boot) && (h.pid === opts.pid || opts.isAlive(h.pid));
   let resolver: Promise<RegistryResolver> | undefined;

@@ -66,6 +66,7 @@ export type Change =
 
 /** The changes that act on an image name rather than a container. */
 export type ImageChange = Extract<Change, { action: 'pull' | 'untag' }>;
+type ContainerChange = Exclude<Change, ImageChange>;
 
 export function isImageChange(c: Change): c is ImageChange {
   return c.action === 'pull' || c.action === 'untag';
@@ -104,9 +105,9 @@ export function plan(desired: DesiredState, actual: ActualState, opts: PlanOptio
   const desiredNames = new Set(desired.containers.map((c) => c.name));
   const pulls = new Map<string, string>();
   const refresh = new Set<string>();
-  const up: Change[] = [];
-  const stops: Change[] = [];
-  const deletes: Change[] = [];
+  const up: ContainerChange[] = [];
+  const stops: ContainerChange[] = [];
+  const deletes: ContainerChange[] = [];
 
   for (const img of desired.images) {
     const name = opts.canonical(img.ref);
@@ -175,9 +176,9 @@ export function plan(desired: DesiredState, actual: ActualState, opts: PlanOptio
 }
 
 /** Managed image names nothing refers to once the plan's deletes and replaces are done (see the rules above). */
-function untags(desired: DesiredState, actual: ActualState, opts: PlanOptions, deletes: Change[], up: Change[]): Change[] {
+function untags(desired: DesiredState, actual: ActualState, opts: PlanOptions, deletes: ContainerChange[], up: ContainerChange[]): Change[] {
   if (!opts.prune || !actual.managedImages?.size || opts.keep?.size || opts.badFiles?.size) return [];
-  const gone = new Set([...deletes, ...up.filter((c) => c.action === 'replace')].map((c) => (c as { name: string }).name));
+  const gone = new Set([...deletes, ...up.filter((c) => c.action === 'replace')].map((c) => c.name));
   const named = new Set([...desired.images.map((i) => opts.canonical(i.ref)), ...desired.containers.map((c) => opts.canonical(c.image))]);
   for (const c of actual.containers) if (!gone.has(c.name)) named.add(opts.canonical(c.image));
   return [...actual.managedImages]
