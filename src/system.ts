@@ -38,7 +38,6 @@ export interface SystemOptions {
   hostPlatform: Platform;
   pid: number;
   isAlive: (pid: number) => boolean;
-  pullConcurrency?: number;
   /** Directories searched first for runc and conmon (the shell passes PATH). */
   searchPath?: readonly string[];
   /** Names this process in lock holders and messages, e.g. "berth daemon". */
@@ -154,7 +153,6 @@ export async function openSystem(opts: SystemOptions): Promise<System> {
           hostPlatform: opts.hostPlatform,
           unpacker: getUnpacker,
           leaseHolder,
-          ...(opts.pullConcurrency ? { concurrency: opts.pullConcurrency } : {}),
         }),
     ));
   const images = new ImageInventory({ content, metadata, events });

@@ -6,14 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { collectGarbage } from '../../src/gc/index.js';
 import { chainIds } from '../../src/oci/chainid.js';
 import type { LeaseHolder } from '../../src/metadata/store.js';
-import type { Digest } from '../../src/oci/digest.js';
+import { sha256, type Digest } from '../../src/oci/digest.js';
+import type { ContentStore } from '../../src/content/store.js';
 import { busyboxLayerFiles, makeImage, type FixtureImage } from '../fixtures/images.js';
 import { openTestSystem } from '../helpers/berth.js';
 import { berthOk, eventually, removeAll, startDaemon, storedEvents } from '../helpers/containers.js';
@@ -42,6 +42,14 @@ after(() => reg?.stop());
 const blobsOf = (img: FixtureImage): Digest[] => [img.digest, img.config.digest, ...img.layers.map((l) => l.digest)];
 const blobPath = (root: string, d: Digest): string => join(root, 'lib', 'content', 'blobs', 'sha256', d.slice('sha256:'.length));
 const present = async (root: string, d: Digest): Promise<boolean> => stat(blobPath(root, d)).then(() => true, () => false);
+
+/** Stores `text` as a blob; its digest. */
+async function putText(content: ContentStore, text: string): Promise<Digest> {
+  const data = Buffer.from(text);
+  const digest = sha256(data);
+  await content.put({ digest, size: data.length }, data);
+  return digest;
+}
 
 async function committedSnapshots(root: string): Promise<string[]> {
   const t = await openTestSystem(root);
@@ -137,9 +145,7 @@ describe('berth gc', () => {
         const { snapshotter, name } = await sys.snapshotter();
         const deps = { content: sys.content, metadata: sys.metadata, snapshotter, snapshotterName: name, logger: sys.logger };
         // What a pull stored before it failed (a config would keep its snapshots through its label).
-        const data = Buffer.from('a manifest the failed pull stored\n');
-        const fetched = `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
-        await sys.content.put({ digest: fetched, size: data.length }, data);
+        const fetched = await putText(sys.content, 'a manifest the failed pull stored\n');
         const lease = await sys.metadata.leases.create({ ttlMs: 3600_000 });
         await sys.metadata.leases.addResource(lease.id, { type: 'content', id: fetched });
         const busy = await collectGarbage(deps, { dryRun: true });
@@ -178,12 +184,7 @@ describe('berth gc', () => {
       const t = await openTestSystem(root);
       try {
         const { sys } = t;
-        const put = async (text: string): Promise<Digest> => {
-          const data = Buffer.from(text);
-          const digest = `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
-          await sys.content.put({ digest, size: data.length }, data);
-          return digest;
-        };
+        const put = (text: string): Promise<Digest> => putText(sys.content, text);
         const leased = await put('a pull in progress wrote this\n');
         const expired = await put('a crashed pull wrote this\n');
         const live = await sys.metadata.leases.create({ ttlMs: 48 * 3600_000 });
